@@ -1,0 +1,698 @@
+// Package sandbox is a fake Kommo that behaves like shared/kommo-api.md,
+// row by row: accounts with admin and non-admin users, a widget catalog with
+// settings templates, install state, OAuth with expiring access tokens and
+// single-use refresh tokens, per-account and global rate limits whose
+// repeated violation blocks the account with nginx's HTML 403, and injected
+// faults (latency, 5xx, resets, hung requests, truncated bodies).
+//
+// It shares no types with the client in package kommo: it writes Kommo's
+// JSON, odd shapes included, from its own maps, so a decoding bug in the
+// client cannot hide behind a matching bug here.
+//
+// Each account lives under its own base URL, BaseURL(server, subdomain) =
+// {server}/k/{subdomain}; a request whose Host starts with an account's
+// subdomain (acme.localhost:8090) reaches it at /api/v4/… too. Counters are
+// readable from Go (Counters) and at GET /_sandbox/counters.
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config tunes a sandbox. The zero value is a Kommo with its documented
+// limits and the default catalog.
+type Config struct {
+	// ClientID, ClientSecret and RedirectURI are the one integration the
+	// sandbox knows (defaults: DefaultClientID, DefaultClientSecret; an
+	// empty RedirectURI is not checked).
+	ClientID, ClientSecret, RedirectURI string
+	// TokenLifetime is an access token's life (default 24h, Kommo's).
+	TokenLifetime time.Duration
+	// RatePerSecond is each account's limit, judged on arrival over any one
+	// second (default 7; negative: none).
+	RatePerSecond int
+	// GlobalRatePerSecond caps all accounts together (0: none).
+	GlobalRatePerSecond int
+	// RateLimitBody is a 429's body: "html" (default, nginx's page),
+	// "empty" or "json" (problem+json).
+	RateLimitBody string
+	// RetryAfter, when positive, is sent on 429s as whole seconds.
+	RetryAfter time.Duration
+	// BlockAfter is how many 429s within BlockWindow an account may take;
+	// one more blocks it for BlockFor (defaults 10, 1 min, 1 h; negative
+	// BlockAfter: never block).
+	BlockAfter  int
+	BlockWindow time.Duration
+	BlockFor    time.Duration
+	// Latency and LatencyJitter delay every API answer by Latency ±
+	// LatencyJitter (uniform).
+	Latency, LatencyJitter time.Duration
+	// DeleteAnswer200 answers DELETE with 200 {} instead of 204.
+	DeleteAnswer200 bool
+	// Widgets is the catalog (default DefaultCatalog()).
+	Widgets []Widget
+	// Seed seeds fault injection and jitter (0: a fixed default), so a run
+	// can be repeated.
+	Seed uint64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Defaults for the sandbox's OAuth client.
+const (
+	DefaultClientID     = "widgetq-sandbox"
+	DefaultClientSecret = "sandbox-client-secret"
+)
+
+func (c Config) withDefaults() Config {
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
+	}
+	if c.ClientSecret == "" {
+		c.ClientSecret = DefaultClientSecret
+	}
+	if c.TokenLifetime <= 0 {
+		c.TokenLifetime = 24 * time.Hour
+	}
+	if c.RatePerSecond == 0 {
+		c.RatePerSecond = 7
+	}
+	if c.RateLimitBody == "" {
+		c.RateLimitBody = "html"
+	}
+	if c.BlockAfter == 0 {
+		c.BlockAfter = 10
+	}
+	if c.BlockWindow <= 0 {
+		c.BlockWindow = time.Minute
+	}
+	if c.BlockFor <= 0 {
+		c.BlockFor = time.Hour
+	}
+	if c.Widgets == nil {
+		c.Widgets = DefaultCatalog()
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// User is an account's user; only administrators may install widgets.
+type User struct {
+	ID    int  `json:"id"`
+	Admin bool `json:"admin"`
+}
+
+// AccountSpec describes an account to create.
+type AccountSpec struct {
+	ID        int
+	Subdomain string
+	Name      string
+	// Users default to one administrator (ID*10+1) and one plain user
+	// (ID*10+2).
+	Users []User
+	// Unpaid accounts answer 402 to every API call.
+	Unpaid bool
+}
+
+type account struct {
+	AccountSpec
+	installed map[string]json.RawMessage // widget code → settings
+
+	arrivals     ring        // admitted requests, for the rate limit
+	violations   []time.Time // recent 429s
+	blockedUntil time.Time
+	inflight     int
+	stats        *AccountCounters
+	faults       *faultState
+}
+
+type accessToken struct {
+	acct   *account
+	userID int
+	expiry time.Time
+}
+
+type grant struct {
+	acct   *account
+	userID int
+	used   bool
+	expiry time.Time // codes only
+}
+
+// Server is the sandbox: an http.Handler. Create it with New; it is safe
+// for concurrent use.
+type Server struct {
+	cfg     Config
+	mux     *http.ServeMux
+	closed  chan struct{}
+	closeMu sync.Once
+
+	mu       sync.Mutex
+	rng      *mrand.Rand
+	accounts map[string]*account // by subdomain
+	byID     map[int]*account
+	widgets  map[string]*Widget
+	order    []*Widget
+	access   map[string]*accessToken
+	refresh  map[string]*grant
+	codes    map[string]*grant
+	global   ring
+	faults   *faultState // for every account without its own
+	counters countersState
+	seq      uint64
+}
+
+// New returns a sandbox with no accounts.
+func New(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:      cfg,
+		closed:   make(chan struct{}),
+		rng:      mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		accounts: map[string]*account{},
+		byID:     map[int]*account{},
+		widgets:  map[string]*Widget{},
+		access:   map[string]*accessToken{},
+		refresh:  map[string]*grant{},
+		codes:    map[string]*grant{},
+		counters: newCountersState(),
+	}
+	if cfg.GlobalRatePerSecond > 0 {
+		s.global = newRing(cfg.GlobalRatePerSecond)
+	}
+	for i := range cfg.Widgets {
+		w := cfg.Widgets[i]
+		s.widgets[w.Code] = &w
+		s.order = append(s.order, &w)
+	}
+	s.routes()
+	return s
+}
+
+// Close ends every hung or delayed request at once. The handler keeps
+// answering afterwards.
+func (s *Server) Close() { s.closeMu.Do(func() { close(s.closed) }) }
+
+// BaseURL returns an account's API base on a sandbox served at serverURL.
+func BaseURL(serverURL, subdomain string) string {
+	return strings.TrimRight(serverURL, "/") + "/k/" + subdomain
+}
+
+// AddAccount creates an account. Subdomains and IDs must be unique.
+func (s *Server) AddAccount(spec AccountSpec) error {
+	if spec.ID <= 0 {
+		return fmt.Errorf("sandbox: account ID must be positive, got %d", spec.ID)
+	}
+	if spec.Subdomain == "" || strings.ContainsAny(spec.Subdomain, "/.?#") {
+		return fmt.Errorf("sandbox: account %d: bad subdomain %q", spec.ID, spec.Subdomain)
+	}
+	if spec.Name == "" {
+		spec.Name = "Sandbox " + spec.Subdomain
+	}
+	if len(spec.Users) == 0 {
+		spec.Users = []User{{ID: spec.ID*10 + 1, Admin: true}, {ID: spec.ID*10 + 2}}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.accounts[spec.Subdomain]; ok {
+		return fmt.Errorf("sandbox: subdomain %q exists", spec.Subdomain)
+	}
+	if _, ok := s.byID[spec.ID]; ok {
+		return fmt.Errorf("sandbox: account %d exists", spec.ID)
+	}
+	a := &account{AccountSpec: spec, installed: map[string]json.RawMessage{}, stats: &AccountCounters{Subdomain: spec.Subdomain}}
+	if s.cfg.RatePerSecond > 0 {
+		a.arrivals = newRing(s.cfg.RatePerSecond)
+	}
+	s.accounts[spec.Subdomain] = a
+	s.byID[spec.ID] = a
+	s.counters.accounts[spec.ID] = a.stats
+	return nil
+}
+
+// Tokens is a token pair the sandbox issued.
+type Tokens struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// IssueTokens gives a user of an account a fresh token pair, as a finished
+// authorization would. userID 0 means the account's first administrator.
+func (s *Server) IssueTokens(subdomain string, userID int) (Tokens, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, uid, err := s.userLocked(subdomain, userID)
+	if err != nil {
+		return Tokens{}, err
+	}
+	return s.issueLocked(a, uid), nil
+}
+
+// IssueLongLived gives a user a long-lived token (no refresh token) that
+// expires after ttl.
+func (s *Server) IssueLongLived(subdomain string, userID int, ttl time.Duration) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, uid, err := s.userLocked(subdomain, userID)
+	if err != nil {
+		return "", err
+	}
+	tok := "ll_" + randomHex(24)
+	s.access[tok] = &accessToken{acct: a, userID: uid, expiry: s.cfg.Now().Add(ttl)}
+	return tok, nil
+}
+
+// IssueCode gives an authorization code (valid 20 minutes, single use) for
+// a user, as Kommo's redirect would.
+func (s *Server) IssueCode(subdomain string, userID int) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, uid, err := s.userLocked(subdomain, userID)
+	if err != nil {
+		return "", err
+	}
+	code := "def" + randomHex(32)
+	s.codes[code] = &grant{acct: a, userID: uid, expiry: s.cfg.Now().Add(20 * time.Minute)}
+	return code, nil
+}
+
+// ExpireAccessTokens makes every access token of an account expire now,
+// as if a day had passed.
+func (s *Server) ExpireAccessTokens(subdomain string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	for _, t := range s.access {
+		if t.acct.Subdomain == subdomain {
+			t.expiry = now.Add(-time.Second)
+		}
+	}
+}
+
+// RevokeTokens revokes every token of an account, as a user uninstalling
+// the integration would.
+func (s *Server) RevokeTokens(subdomain string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.access {
+		if t.acct.Subdomain == subdomain {
+			delete(s.access, k)
+		}
+	}
+	for _, g := range s.refresh {
+		if g.acct.Subdomain == subdomain {
+			g.used = true
+		}
+	}
+}
+
+// Block blocks an account as repeated violations would; Unblock lifts it,
+// as Kommo support does.
+func (s *Server) Block(subdomain string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.accounts[subdomain]; a != nil {
+		a.blockedUntil = s.cfg.Now().Add(d)
+		a.stats.Blocks++
+		s.counters.total.Blocks++
+	}
+}
+
+// Unblock lifts an account's block and forgets its violations.
+func (s *Server) Unblock(subdomain string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.accounts[subdomain]; a != nil {
+		a.blockedUntil = time.Time{}
+		a.violations = nil
+	}
+}
+
+// Installed returns the settings a widget was installed with in an
+// account, and whether it is installed.
+func (s *Server) Installed(subdomain, code string) (json.RawMessage, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accounts[subdomain]
+	if a == nil {
+		return nil, false
+	}
+	v, ok := a.installed[code]
+	return v, ok
+}
+
+func (s *Server) userLocked(subdomain string, userID int) (*account, int, error) {
+	a := s.accounts[subdomain]
+	if a == nil {
+		return nil, 0, fmt.Errorf("sandbox: no account %q", subdomain)
+	}
+	for _, u := range a.Users {
+		if (userID == 0 && u.Admin) || u.ID == userID {
+			return a, u.ID, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("sandbox: account %q has no user %d", subdomain, userID)
+}
+
+func (s *Server) issueLocked(a *account, userID int) Tokens {
+	t := Tokens{AccessToken: "at_" + randomHex(24), RefreshToken: "rt_" + randomHex(24), ExpiresAt: s.cfg.Now().Add(s.cfg.TokenLifetime).Truncate(time.Second)}
+	s.access[t.AccessToken] = &accessToken{acct: a, userID: userID, expiry: t.ExpiresAt}
+	s.refresh[t.RefreshToken] = &grant{acct: a, userID: userID}
+	return t
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/k/") && !strings.HasPrefix(r.URL.Path, "/_sandbox/") {
+		// Host-based routing: acme.localhost → account acme.
+		if sub, _, ok := strings.Cut(r.Host, "."); ok {
+			s.mu.Lock()
+			_, known := s.accounts[sub]
+			s.mu.Unlock()
+			if known {
+				r2 := r.Clone(r.Context())
+				r2.URL.Path = "/k/" + sub + r.URL.Path
+				r2.URL.RawPath = ""
+				r = r2
+			}
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /k/{sub}/api/v4/widgets", s.api(s.listWidgets))
+	s.mux.HandleFunc("GET /k/{sub}/api/v4/widgets/{code}", s.api(s.getWidget))
+	s.mux.HandleFunc("POST /k/{sub}/api/v4/widgets/{code}", s.api(s.installWidget))
+	s.mux.HandleFunc("DELETE /k/{sub}/api/v4/widgets/{code}", s.api(s.uninstallWidget))
+	s.mux.HandleFunc("GET /k/{sub}/api/v4/account", s.api(s.getAccount))
+	s.mux.HandleFunc("POST /k/{sub}/oauth2/access_token", s.api(s.token))
+	s.mux.HandleFunc("GET /_sandbox/counters", s.getCounters)
+	s.mux.HandleFunc("POST /_sandbox/counters/reset", s.resetCounters)
+	s.mux.HandleFunc("PUT /_sandbox/faults", s.putFaults)
+	s.mux.HandleFunc("DELETE /_sandbox/faults", s.deleteFaults)
+	s.mux.HandleFunc("POST /_sandbox/unblock/{sub}", s.postUnblock)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeHTML(w, http.StatusNotFound, nginxPage(404, "Not Found"))
+	})
+}
+
+// exchange is one API request on its way through the sandbox.
+type exchange struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	acct     *account
+	route    string
+	status   int
+	truncate bool
+	token    *accessToken
+}
+
+type handler func(x *exchange)
+
+// api wraps an account's endpoint with what every Kommo answer goes
+// through: request ID, latency, block, rate limits, faults and counters.
+func (s *Server) api(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		route := strings.TrimPrefix(r.Pattern, r.Method+" /k/{sub}")
+		route = r.Method + " " + route
+		x := &exchange{w: w, r: r, route: route}
+		s.mu.Lock()
+		s.seq++
+		reqID := fmt.Sprintf("sbx%08x%04x", s.seq, s.rng.Uint32()&0xffff)
+		a := s.accounts[r.PathValue("sub")]
+		if a == nil {
+			s.mu.Unlock()
+			w.Header().Set("X-Request-Id", reqID)
+			writeHTML(w, http.StatusNotFound, nginxPage(404, "Not Found"))
+			return
+		}
+		x.acct = a
+		a.inflight++
+		if a.inflight > a.stats.MaxConcurrent {
+			a.stats.MaxConcurrent = a.inflight
+		}
+		delay := s.latencyLocked(a)
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			a.inflight--
+			s.countLocked(x)
+			s.mu.Unlock()
+		}()
+		w.Header().Set("X-Request-Id", reqID)
+
+		if delay > 0 && !s.wait(r.Context(), delay) {
+			x.status = statusGone
+			return
+		}
+		if s.admit(x) {
+			h(x)
+		}
+	}
+}
+
+// statusGone marks an exchange whose client left or whose connection the
+// sandbox cut: nothing was answered.
+const statusGone = 0
+
+// admit runs the block, the limits and the faults. It reports whether the
+// endpoint should answer.
+func (s *Server) admit(x *exchange) bool {
+	s.mu.Lock()
+	a := x.acct
+	now := s.cfg.Now()
+	if now.Before(a.blockedUntil) {
+		a.stats.BlockedAnswers++
+		s.counters.total.BlockedAnswers++
+		s.mu.Unlock()
+		x.html(http.StatusForbidden, nginxPage(403, "Forbidden"))
+		return false
+	}
+	limited := false
+	if a.arrivals.size() > 0 && !a.arrivals.admit(now) {
+		limited = true
+	}
+	if !limited && s.global.size() > 0 && !s.global.admit(now) {
+		limited = true
+		// The account's slot was taken; give it back.
+		a.arrivals.unadmit()
+	}
+	if limited {
+		a.stats.RateLimited++
+		s.counters.total.RateLimited++
+		s.violationLocked(a, now)
+		s.mu.Unlock()
+		s.tooMany(x)
+		return false
+	}
+	f := s.pickFaultLocked(a)
+	s.mu.Unlock()
+	switch f.kind {
+	case faultError:
+		if f.html {
+			x.html(f.status, nginxPage(f.status, http.StatusText(f.status)))
+		} else {
+			x.problem(f.status, http.StatusText(f.status), "Injected fault", nil)
+		}
+		return false
+	case faultReset:
+		x.status = statusGone
+		resetConn(x.w)
+		return false
+	case faultHang:
+		x.status = statusGone
+		if s.wait(x.r.Context(), f.hangFor) {
+			// Still there after the bound: answer like a proxy would.
+			x.html(http.StatusGatewayTimeout, nginxPage(504, "Gateway Time-out"))
+		}
+		return false
+	case faultTruncate:
+		x.truncate = true
+	}
+	return true
+}
+
+func (s *Server) violationLocked(a *account, now time.Time) {
+	if s.cfg.BlockAfter < 0 {
+		return
+	}
+	cut := now.Add(-s.cfg.BlockWindow)
+	keep := a.violations[:0]
+	for _, t := range a.violations {
+		if t.After(cut) {
+			keep = append(keep, t)
+		}
+	}
+	a.violations = append(keep, now)
+	if len(a.violations) > s.cfg.BlockAfter {
+		a.blockedUntil = now.Add(s.cfg.BlockFor)
+		a.violations = nil
+		a.stats.Blocks++
+		s.counters.total.Blocks++
+	}
+}
+
+func (s *Server) tooMany(x *exchange) {
+	if s.cfg.RetryAfter > 0 {
+		secs := int((s.cfg.RetryAfter + time.Second - 1) / time.Second)
+		x.w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	switch s.cfg.RateLimitBody {
+	case "empty":
+		x.status = http.StatusTooManyRequests
+		x.w.WriteHeader(http.StatusTooManyRequests)
+	case "json":
+		x.problem(http.StatusTooManyRequests, "Too Many Requests", "Too many requests", nil)
+	default:
+		x.html(http.StatusTooManyRequests, nginxPage(429, "Too Many Requests"))
+	}
+}
+
+// wait sleeps for d unless the client leaves or the sandbox closes; it
+// reports whether the full delay passed.
+func (s *Server) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.closed:
+		return false
+	}
+}
+
+func (s *Server) latencyLocked(a *account) time.Duration {
+	d := s.cfg.Latency + jitter(s.rng, s.cfg.LatencyJitter)
+	if f := s.faultsFor(a); f != nil {
+		d += f.Latency.D() + jitter(s.rng, f.LatencyJitter.D())
+	}
+	return max(d, 0)
+}
+
+func jitter(rng *mrand.Rand, j time.Duration) time.Duration {
+	if j <= 0 {
+		return 0
+	}
+	return time.Duration(rng.Int64N(int64(2*j)+1)) - j
+}
+
+// bearer returns the request's valid access token, or answers 401.
+func (s *Server) bearer(x *exchange) bool {
+	h := x.r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		x.problem(http.StatusUnauthorized, "Unauthorized", "Authorization required", nil)
+		return false
+	}
+	s.mu.Lock()
+	t := s.access[tok]
+	valid := t != nil && t.acct == x.acct && s.cfg.Now().Before(t.expiry)
+	s.mu.Unlock()
+	if !valid {
+		x.problem(http.StatusUnauthorized, "Unauthorized", "Token is expired, revoked or does not belong to this account", nil)
+		return false
+	}
+	if x.acct.Unpaid {
+		x.problem(http.StatusPaymentRequired, "Payment Required", "Account is not paid", nil)
+		return false
+	}
+	x.token = t
+	return true
+}
+
+func (s *Server) isAdmin(t *accessToken) bool {
+	for _, u := range t.acct.Users {
+		if u.ID == t.userID {
+			return u.Admin
+		}
+	}
+	return false
+}
+
+// problem answers with application/problem+json, Kommo's error shape.
+func (x *exchange) problem(status int, title, detail string, extra map[string]any) {
+	body := map[string]any{
+		"title":  title,
+		"type":   "https://httpstatus.es/" + strconv.Itoa(status),
+		"status": status,
+		"detail": detail,
+	}
+	for k, v := range extra {
+		body[k] = v
+	}
+	b, _ := json.Marshal(body)
+	x.write(status, "application/problem+json", b)
+}
+
+// hal answers with application/hal+json.
+func (x *exchange) hal(status int, v any) {
+	b, _ := json.Marshal(v)
+	x.write(status, "application/hal+json", b)
+}
+
+func (x *exchange) html(status int, page string) {
+	x.write(status, "text/html", []byte(page))
+}
+
+// write sends an answer, cut off halfway when a truncation fault chose
+// this exchange and the answer is a success.
+func (x *exchange) write(status int, contentType string, body []byte) {
+	x.status = status
+	h := x.w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if x.truncate && status < 300 && len(body) > 1 {
+		x.w.WriteHeader(status)
+		_, _ = x.w.Write(body[:len(body)/2])
+		if f, ok := x.w.(http.Flusher); ok {
+			f.Flush()
+		}
+		x.status = statusTruncated
+		// Abort: net/http closes the connection mid-body.
+		panic(http.ErrAbortHandler)
+	}
+	x.w.WriteHeader(status)
+	_, _ = x.w.Write(body)
+}
+
+// statusTruncated marks an answer cut off by a fault.
+const statusTruncated = -1
+
+func writeHTML(w http.ResponseWriter, status int, page string) {
+	w.Header().Set("Content-Type", "text/html")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(page))
+}
+
+// nginxPage is the page nginx sends for its own errors, as Kommo's edge
+// does for blocks and rate limits.
+func nginxPage(status int, text string) string {
+	return fmt.Sprintf("<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%d %s</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+		status, text, status, text)
+}
