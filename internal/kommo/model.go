@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -84,7 +85,7 @@ func (r *Rating) UnmarshalJSON(b []byte) error {
 		s = strings.Replace(s, ",", ".", 1)
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return fmt.Errorf("rating: want a number, got %.40q", s)
 	}
 	*r = Rating{Value: f, Valid: true}

@@ -466,8 +466,9 @@ func (s *Server) api(h handler) http.HandlerFunc {
 		w.Header().Set("X-Request-Id", reqID)
 
 		if delay > 0 && !s.wait(r.Context(), delay) {
+			// The client left or the sandbox closed: send nothing.
 			x.status = statusGone
-			return
+			panic(http.ErrAbortHandler)
 		}
 		if s.admit(x) {
 			h(x)
@@ -525,10 +526,11 @@ func (s *Server) admit(x *exchange) bool {
 		return false
 	case faultHang:
 		x.status = statusGone
-		if s.wait(x.r.Context(), f.hangFor) {
-			// Still there after the bound: answer like a proxy would.
-			x.html(http.StatusGatewayTimeout, nginxPage(504, "Gateway Time-out"))
+		if !s.wait(x.r.Context(), f.hangFor) {
+			panic(http.ErrAbortHandler)
 		}
+		// Still there after the bound: answer like a proxy would.
+		x.html(http.StatusGatewayTimeout, nginxPage(504, "Gateway Time-out"))
 		return false
 	case faultTruncate:
 		x.truncate = true
