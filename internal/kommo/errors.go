@@ -285,7 +285,8 @@ func decodeValidationErrors(raw json.RawMessage, r *redactor) []ValidationError 
 		for _, g := range groups {
 			out = append(out, g.Errors...)
 		}
-	} else {
+	}
+	if len(out) == 0 {
 		// Some answers send the errors without the grouping.
 		var flat []ValidationError
 		if json.Unmarshal(raw, &flat) != nil {

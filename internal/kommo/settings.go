@@ -264,20 +264,20 @@ func objectMembers(b []byte) ([]member, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("malformed JSON object")
+			return nil, fmt.Errorf("malformed JSON")
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return nil, fmt.Errorf("malformed JSON object")
+			return nil, fmt.Errorf("malformed JSON")
 		}
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("malformed JSON object")
+			return nil, fmt.Errorf("malformed JSON")
 		}
 		out = append(out, member{key, v})
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("malformed JSON object")
+		return nil, fmt.Errorf("malformed JSON")
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("malformed JSON: data after the object")
