@@ -1,0 +1,34 @@
+# widgetq — see README.md.
+GO      ?= go
+PKGS    := ./...
+FUZZTIME ?= 20s
+
+.PHONY: all test build lint fuzz sandbox clean
+
+all: lint test build
+
+## test: the whole suite with the race detector (REDIS_URL set: a real Redis; unset: miniredis)
+test:
+	$(GO) test -race -count=1 $(PKGS)
+
+## build: the commands into ./bin
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+## lint: gofmt and go vet must be clean
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: run each fuzz test for FUZZTIME (new findings land in testdata/fuzz)
+fuzz:
+	@for f in FuzzErrorBody FuzzValidateSettings FuzzWidget; do \
+		$(GO) test ./internal/kommo -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
+## sandbox: serve the fake Kommo on 127.0.0.1:8090 with 3 accounts
+sandbox:
+	$(GO) run ./cmd/kommo-sandbox -addr 127.0.0.1:8090 -accounts 3
+
+clean:
+	rm -rf bin
