@@ -317,12 +317,12 @@ func (s *Server) token(x *exchange) {
 	body := http.MaxBytesReader(x.w, x.r.Body, 1<<16)
 	if strings.HasPrefix(x.r.Header.Get("Content-Type"), "application/json") {
 		if err := json.NewDecoder(body).Decode(&req); err != nil {
-			x.oauthProblem(http.StatusBadRequest, "Bad Request", "Request body must be JSON", "", "invalid_request")
+			x.oauthProblem(http.StatusBadRequest, "Bad Request", "Request body must be JSON", "")
 			return
 		}
 	} else {
 		if err := x.r.ParseForm(); err != nil {
-			x.oauthProblem(http.StatusBadRequest, "Bad Request", "Request body must be a form", "", "invalid_request")
+			x.oauthProblem(http.StatusBadRequest, "Bad Request", "Request body must be a form", "")
 			return
 		}
 		f := x.r.PostForm
@@ -330,11 +330,11 @@ func (s *Server) token(x *exchange) {
 			Code: f.Get("code"), RefreshToken: f.Get("refresh_token"), RedirectURI: f.Get("redirect_uri")}
 	}
 	if req.ClientID != s.cfg.ClientID || req.ClientSecret != s.cfg.ClientSecret {
-		x.oauthProblem(http.StatusUnauthorized, "Unauthorized", "Client authentication failed", "Check client_id and client_secret", "")
+		x.oauthProblem(http.StatusUnauthorized, "Unauthorized", "Client authentication failed", "Check client_id and client_secret")
 		return
 	}
 	if s.cfg.RedirectURI != "" && req.RedirectURI != s.cfg.RedirectURI {
-		x.oauthProblem(http.StatusBadRequest, "Bad Request", "redirect_uri does not match the integration's", "Check redirect_uri", "")
+		x.oauthProblem(http.StatusBadRequest, "Bad Request", "redirect_uri does not match the integration's", "Check redirect_uri")
 		return
 	}
 	now := s.cfg.Now()
@@ -345,7 +345,7 @@ func (s *Server) token(x *exchange) {
 		g = s.codes[req.Code]
 		if g == nil || g.used || g.acct != x.acct || now.After(g.expiry) {
 			s.mu.Unlock()
-			x.oauthProblem(http.StatusBadRequest, "Bad Request", "Authorization code is invalid", "Authorization code has been revoked", "")
+			x.oauthProblem(http.StatusBadRequest, "Bad Request", "Authorization code is invalid", "Authorization code has been revoked")
 			return
 		}
 	case "refresh_token":
@@ -356,14 +356,14 @@ func (s *Server) token(x *exchange) {
 				s.counters.total.RevokedReuses++
 			}
 			s.mu.Unlock()
-			x.oauthProblem(http.StatusUnauthorized, "Unauthorized", "Refresh token is invalid", "Token has been revoked", "")
+			x.oauthProblem(http.StatusUnauthorized, "Unauthorized", "Refresh token is invalid", "Token has been revoked")
 			return
 		}
 		x.acct.stats.Refreshes++
 		s.counters.total.Refreshes++
 	default:
 		s.mu.Unlock()
-		x.oauthProblem(http.StatusBadRequest, "Bad Request", fmt.Sprintf("Unsupported grant_type %.30q", req.GrantType), "", "unsupported_grant_type")
+		x.oauthProblem(http.StatusBadRequest, "Bad Request", fmt.Sprintf("Unsupported grant_type %.30q", req.GrantType), "")
 		return
 	}
 	g.used = true
@@ -381,13 +381,10 @@ func (s *Server) token(x *exchange) {
 
 // oauthProblem is the token endpoint's error: problem+json with a hint,
 // as Kommo's OAuth server sends.
-func (x *exchange) oauthProblem(status int, title, detail, hint, code string) {
-	extra := map[string]any{}
+func (x *exchange) oauthProblem(status int, title, detail, hint string) {
+	var extra map[string]any
 	if hint != "" {
-		extra["hint"] = hint
-	}
-	if code != "" {
-		extra["error"] = code
+		extra = map[string]any{"hint": hint}
 	}
 	x.problem(status, title, detail, extra)
 }

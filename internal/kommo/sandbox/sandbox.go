@@ -22,7 +22,9 @@ import (
 	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,6 +129,9 @@ type AccountSpec struct {
 	Users []User
 	// Unpaid accounts answer 402 to every API call.
 	Unpaid bool
+	// AllowedIPs, when set, is the account's API whitelist: calls from
+	// other addresses get a problem+json 403.
+	AllowedIPs []string
 }
 
 type account struct {
@@ -619,6 +624,13 @@ func (s *Server) bearer(x *exchange) bool {
 	if !valid {
 		x.problem(http.StatusUnauthorized, "Unauthorized", "Token is expired, revoked or does not belong to this account", nil)
 		return false
+	}
+	if len(x.acct.AllowedIPs) > 0 {
+		host, _, _ := net.SplitHostPort(x.r.RemoteAddr)
+		if !slices.Contains(x.acct.AllowedIPs, host) {
+			x.problem(http.StatusForbidden, "Forbidden", "IP address is not on the account's API whitelist", nil)
+			return false
+		}
 	}
 	if x.acct.Unpaid {
 		x.problem(http.StatusPaymentRequired, "Payment Required", "Account is not paid", nil)

@@ -59,6 +59,7 @@ func setup(t *testing.T, cfg sandbox.Config) *bundle {
 		{ID: 1001, Subdomain: "alpha"},
 		{ID: 1002, Subdomain: "beta"},
 		{ID: 1003, Subdomain: "unpaid", Unpaid: true},
+		{ID: 1004, Subdomain: "walled", AllowedIPs: []string{"192.0.2.1"}},
 	} {
 		if err := b.sb.AddAccount(a); err != nil {
 			t.Fatal(err)
@@ -375,6 +376,19 @@ func TestUnpaidAccountAnswers402(t *testing.T) {
 	}
 	wantProblem(t, b.do(t, "GET", "unpaid", "/api/v4/account", tok.AccessToken, nil), 402)
 	wantProblem(t, b.do(t, "POST", "unpaid", "/api/v4/widgets/"+sandbox.WidgetAsterisk, tok.AccessToken, asteriskSettings), 402)
+}
+
+func TestAPIWhitelistAnswers403(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{})
+	tok, err := b.sb.IssueTokens("walled", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := wantProblem(t, b.do(t, "GET", "walled", "/api/v4/account", tok.AccessToken, nil), 403)
+	if !strings.Contains(m["detail"].(string), "whitelist") {
+		t.Fatalf("detail %v", m["detail"])
+	}
 }
 
 func TestRateLimitIsJudgedOnArrival(t *testing.T) {
