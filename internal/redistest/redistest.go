@@ -1,0 +1,106 @@
+// Package redistest gives tests a Redis: the real server at REDIS_URL when
+// it is set (CI), else an in-process miniredis whose clock moves with real
+// time. Tests that share the real server stay apart by key prefix and queue
+// name (Unique), never by flushing.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is one test's Redis.
+type Redis struct {
+	// Client is connected to it.
+	Client *redis.Client
+	// Addr is host:port, and URL a redis:// URL with the database, for
+	// child processes.
+	Addr, URL string
+	// DB is the database number.
+	DB int
+	// Mini is the in-process server, nil on a real Redis.
+	Mini *miniredis.Miniredis
+}
+
+// Opt returns the asynq connection options for this Redis.
+func (r *Redis) Opt() asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: r.Addr, DB: r.DB}
+}
+
+// Real reports whether this is a real server.
+func (r *Redis) Real() bool { return r.Mini == nil }
+
+// New returns a Redis for t: REDIS_URL's server (with its database
+// number), or a fresh miniredis closed with the test.
+func New(t testing.TB) *Redis {
+	t.Helper()
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		opt, err := redis.ParseURL(u)
+		if err != nil {
+			t.Fatalf("REDIS_URL: %v", err)
+		}
+		c := redis.NewClient(opt)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Ping(ctx).Err(); err != nil {
+			t.Fatalf("REDIS_URL=%s does not answer: %v", u, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		url := fmt.Sprintf("redis://%s/%d", opt.Addr, opt.DB)
+		return &Redis{Client: c, Addr: opt.Addr, URL: url, DB: opt.DB}
+	}
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		t.Fatalf("miniredis: %v", err)
+	}
+	stop := Tick(m, 50*time.Millisecond)
+	t.Cleanup(func() { stop(); m.Close() })
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { c.Close() })
+	return &Redis{Client: c, Addr: m.Addr(), URL: "redis://" + m.Addr() + "/0", Mini: m}
+}
+
+// Tick keeps a miniredis clock moving with real time, so TTLs run out as
+// they would on a server. It returns the function that stops it.
+func Tick(m *miniredis.Miniredis, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// Unique returns a name no other test uses: for key prefixes ("{name}")
+// and asynq queues.
+func Unique(t testing.TB) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return strings.ToLower(name) + "-" + hex.EncodeToString(b)
+}

@@ -1,0 +1,332 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/widgetq/widgetq/internal/kommo"
+)
+
+// Account is an account's API base and credentials. Printing it never
+// shows the tokens.
+type Account struct {
+	ID           int64     `json:"account_id"`
+	BaseURL      string    `json:"base_url"`
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	ExpiresAt    time.Time `json:"expires_at,omitzero"`
+	UpdatedAt    time.Time `json:"updated_at,omitzero"`
+}
+
+func (a Account) String() string {
+	return fmt.Sprintf("store.Account{ID:%d BaseURL:%s AccessToken:%s RefreshToken:%s ExpiresAt:%s}",
+		a.ID, a.BaseURL, mask(a.AccessToken), mask(a.RefreshToken), a.ExpiresAt.Format(time.RFC3339))
+}
+
+// GoString keeps %#v as secret-free as %v.
+func (a Account) GoString() string { return a.String() }
+
+// LogValue keeps slog from showing the tokens.
+func (a Account) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", a.ID), slog.String("base_url", a.BaseURL))
+}
+
+func mask(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return kommo.Redacted
+}
+
+// Validate names the first field that is not acceptable.
+func (a *Account) Validate() error {
+	if a.ID <= 0 {
+		return fmt.Errorf("account_id: must be a positive integer, got %d", a.ID)
+	}
+	if _, err := kommo.NewClient(a.BaseURL); err != nil {
+		return fmt.Errorf("account %d: base_url: %s", a.ID, strings.TrimPrefix(err.Error(), "kommo: base URL: "))
+	}
+	if a.AccessToken == "" {
+		return fmt.Errorf("account %d: access_token: required", a.ID)
+	}
+	return nil
+}
+
+// Info is what may be shown of an account: no tokens.
+type Info struct {
+	ID              int64     `json:"account_id"`
+	BaseURL         string    `json:"base_url"`
+	HasRefreshToken bool      `json:"has_refresh_token"`
+	ExpiresAt       time.Time `json:"expires_at,omitzero"`
+	UpdatedAt       time.Time `json:"updated_at,omitzero"`
+}
+
+// Info returns the account without its tokens.
+func (a *Account) Info() Info {
+	return Info{ID: a.ID, BaseURL: a.BaseURL, HasRefreshToken: a.RefreshToken != "", ExpiresAt: a.ExpiresAt, UpdatedAt: a.UpdatedAt}
+}
+
+func (s *Store) accountKey(n int64) string { return s.key("acct", id(n)) }
+
+// PutAccount stores an account's credentials, replacing any before.
+func (s *Store) PutAccount(ctx context.Context, a Account) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	u, _ := url.Parse(strings.TrimSpace(a.BaseURL))
+	a.BaseURL = strings.TrimRight(u.String(), "/")
+	a.UpdatedAt = s.now().UTC()
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		k := s.accountKey(a.ID)
+		p.Del(ctx, k)
+		p.HSet(ctx, k, accountFields(a)...)
+		p.ZAdd(ctx, s.key("accts"), redis.Z{Score: float64(a.ID), Member: id(a.ID)})
+		return nil
+	})
+	return redisErr(fmt.Sprintf("put account %d", a.ID), err)
+}
+
+func accountFields(a Account) []any {
+	f := []any{"base_url", a.BaseURL, "access_token", a.AccessToken, "refresh_token", a.RefreshToken, "updated_at", a.UpdatedAt.Format(time.RFC3339Nano)}
+	if !a.ExpiresAt.IsZero() {
+		f = append(f, "expires_at", a.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	} else {
+		f = append(f, "expires_at", "")
+	}
+	return f
+}
+
+// GetAccount reads an account; ErrAccountNotFound when it has none.
+func (s *Store) GetAccount(ctx context.Context, n int64) (*Account, error) {
+	m, err := s.rdb.HGetAll(ctx, s.accountKey(n)).Result()
+	if err != nil {
+		return nil, redisErr(fmt.Sprintf("get account %d", n), err)
+	}
+	if len(m) == 0 || m["base_url"] == "" {
+		return nil, fmt.Errorf("account %d: %w", n, ErrAccountNotFound)
+	}
+	a := &Account{ID: n, BaseURL: m["base_url"], AccessToken: m["access_token"], RefreshToken: m["refresh_token"]}
+	a.ExpiresAt, _ = time.Parse(time.RFC3339Nano, m["expires_at"])
+	a.UpdatedAt, _ = time.Parse(time.RFC3339Nano, m["updated_at"])
+	return a, nil
+}
+
+// DeleteAccount removes an account's credentials; a missing account is
+// ErrAccountNotFound.
+func (s *Store) DeleteAccount(ctx context.Context, n int64) error {
+	var del *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, s.accountKey(n))
+		p.ZRem(ctx, s.key("accts"), id(n))
+		return nil
+	})
+	if err != nil {
+		return redisErr(fmt.Sprintf("delete account %d", n), err)
+	}
+	if del.Val() == 0 {
+		return fmt.Errorf("account %d: %w", n, ErrAccountNotFound)
+	}
+	return nil
+}
+
+// ListAccounts returns up to limit accounts after the one with ID after
+// (0: from the start), in ID order, without their tokens.
+func (s *Store) ListAccounts(ctx context.Context, after int64, limit int) ([]Info, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	ids, err := s.rdb.ZRangeByScore(ctx, s.key("accts"), &redis.ZRangeBy{Min: "(" + id(after), Max: "+inf", Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, redisErr("list accounts", err)
+	}
+	out := make([]Info, 0, len(ids))
+	for _, sid := range ids {
+		n, _ := strconv.ParseInt(sid, 10, 64)
+		a, err := s.GetAccount(ctx, n)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, a.Info())
+	}
+	return out, nil
+}
+
+// CountAccounts returns how many accounts have credentials.
+func (s *Store) CountAccounts(ctx context.Context) (int64, error) {
+	n, err := s.rdb.ZCard(ctx, s.key("accts")).Result()
+	return n, redisErr("count accounts", err)
+}
+
+// saveTokenScript writes a refreshed pair only while the account exists,
+// so a refresh racing a delete cannot leave half an account behind.
+var saveTokenScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'access_token', ARGV[1], 'refresh_token', ARGV[2], 'expires_at', ARGV[3], 'updated_at', ARGV[4])
+return 1`)
+
+// TokenStore returns the kommo.TokenStore of one account: its pair, read
+// afresh from Redis on every load.
+func (s *Store) TokenStore(n int64) kommo.TokenStore { return &tokenStore{s: s, id: n} }
+
+type tokenStore struct {
+	s  *Store
+	id int64
+}
+
+func (t *tokenStore) LoadToken(ctx context.Context) (*kommo.Token, error) {
+	a, err := t.s.GetAccount(ctx, t.id)
+	if err != nil {
+		return nil, err
+	}
+	return &kommo.Token{AccessToken: a.AccessToken, RefreshToken: a.RefreshToken, Expiry: a.ExpiresAt}, nil
+}
+
+func (t *tokenStore) SaveToken(ctx context.Context, tok *kommo.Token) error {
+	exp := ""
+	if !tok.Expiry.IsZero() {
+		exp = tok.Expiry.UTC().Format(time.RFC3339Nano)
+	}
+	n, err := saveTokenScript.Run(ctx, t.s.rdb, []string{t.s.accountKey(t.id)},
+		tok.AccessToken, tok.RefreshToken, exp, t.s.now().UTC().Format(time.RFC3339Nano)).Int()
+	if err != nil {
+		return redisErr(fmt.Sprintf("save token of account %d", t.id), err)
+	}
+	if n == 0 {
+		return fmt.Errorf("save token: account %d: %w", t.id, ErrAccountNotFound)
+	}
+	return nil
+}
+
+// unlockScript deletes the lock only if it still holds our token.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// RefreshLock returns the account's refresh lock, shared by every process
+// on this Redis.
+func (s *Store) RefreshLock(n int64) kommo.Locker {
+	return &lock{s: s, key: s.key("lock", "refresh", id(n))}
+}
+
+type lock struct {
+	s   *Store
+	key string
+}
+
+// Lock waits (bounded by ctx) until it holds the lock. A holder that dies
+// keeps it at most LockTTL.
+func (l *lock) Lock(ctx context.Context) (func(), error) {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	poll := time.NewTicker(l.s.LockPoll)
+	defer poll.Stop()
+	for {
+		ok, err := l.s.rdb.SetNX(ctx, l.key, token, l.s.LockTTL).Result()
+		if err != nil {
+			return nil, redisErr("take refresh lock", err)
+		}
+		if ok {
+			return func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = unlockScript.Run(ctx, l.s.rdb, []string{l.key}, token).Err()
+			}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for refresh lock: %w", ctx.Err())
+		case <-poll.C:
+		}
+	}
+}
+
+// Block is an account's block mark: Kommo answered with its HTML 403, so
+// nothing is sent to the account until the mark is cleared or runs out.
+type Block struct {
+	AccountID int64     `json:"account_id"`
+	Since     time.Time `json:"since"`
+	Until     time.Time `json:"until"`
+	RequestID string    `json:"request_id,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+}
+
+// MarkBlocked marks an account blocked for ttl.
+func (s *Store) MarkBlocked(ctx context.Context, b Block, ttl time.Duration) error {
+	b.Since = s.now().UTC()
+	b.Until = b.Since.Add(ttl)
+	raw, _ := json.Marshal(b)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.key("blocked", id(b.AccountID)), raw, ttl)
+		p.ZAdd(ctx, s.key("blocked"), redis.Z{Score: float64(b.Until.UnixMilli()), Member: id(b.AccountID)})
+		return nil
+	})
+	return redisErr(fmt.Sprintf("mark account %d blocked", b.AccountID), err)
+}
+
+// Blocked returns the account's block mark, or nil when it has none.
+func (s *Store) Blocked(ctx context.Context, n int64) (*Block, error) {
+	raw, err := s.rdb.Get(ctx, s.key("blocked", id(n))).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, redisErr(fmt.Sprintf("read block of account %d", n), err)
+	}
+	var b Block
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("store: block of account %d: %w", n, err)
+	}
+	return &b, nil
+}
+
+// Unblock clears an account's block mark; it reports whether there was one.
+func (s *Store) Unblock(ctx context.Context, n int64) (bool, error) {
+	var del *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, s.key("blocked", id(n)))
+		p.ZRem(ctx, s.key("blocked"), id(n))
+		return nil
+	})
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("unblock account %d", n), err)
+	}
+	return del.Val() > 0, nil
+}
+
+// ListBlocked returns the accounts blocked now.
+func (s *Store) ListBlocked(ctx context.Context) ([]Block, error) {
+	now := s.now().UnixMilli()
+	ids, err := s.rdb.ZRangeByScore(ctx, s.key("blocked"), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now, 10), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, redisErr("list blocked", err)
+	}
+	// Forget marks that ran out.
+	_ = s.rdb.ZRemRangeByScore(ctx, s.key("blocked"), "-inf", strconv.FormatInt(now, 10)).Err()
+	var out []Block
+	for _, sid := range ids {
+		n, _ := strconv.ParseInt(sid, 10, 64)
+		b, err := s.Blocked(ctx, n)
+		if err != nil {
+			return out, err
+		}
+		if b != nil {
+			out = append(out, *b)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,271 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Status is where an account's install (or uninstall) of a widget stands.
+type Status string
+
+// The statuses of a result.
+const (
+	StatusQueued           Status = "queued"
+	StatusRetrying         Status = "retrying"
+	StatusInstalled        Status = "installed"
+	StatusAlreadyInstalled Status = "already_installed"
+	StatusFailed           Status = "failed"
+	StatusUninstalled      Status = "uninstalled"
+)
+
+// Statuses lists every status, in the order reports show them.
+var Statuses = []Status{StatusQueued, StatusRetrying, StatusInstalled, StatusAlreadyInstalled, StatusFailed, StatusUninstalled}
+
+// Valid reports whether s is one of Statuses.
+func (s Status) Valid() bool {
+	for _, v := range Statuses {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Final reports whether nothing more will happen to a result in s.
+func (s Status) Final() bool { return s != StatusQueued && s != StatusRetrying }
+
+// ErrorInfo is what a result keeps of the last error: never a secret.
+type ErrorInfo struct {
+	Class      string    `json:"class"`
+	HTTPStatus int       `json:"http_status,omitempty"`
+	Title      string    `json:"title,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	RequestID  string    `json:"request_id,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// Result is the one record of an account's install (or uninstall) of a
+// widget.
+type Result struct {
+	AccountID     int64      `json:"account_id"`
+	WidgetCode    string     `json:"widget_code"`
+	Operation     string     `json:"operation"` // "install" or "uninstall"
+	Status        Status     `json:"status"`
+	TaskID        string     `json:"task_id,omitempty"`
+	EnqueueID     string     `json:"enqueue_id,omitempty"`
+	WidgetID      int        `json:"widget_id,omitempty"`
+	WidgetVersion string     `json:"widget_version,omitempty"`
+	Attempts      int        `json:"attempts"`
+	LastError     *ErrorInfo `json:"last_error,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	QueuedAt      time.Time  `json:"queued_at,omitzero"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	FinishedAt    time.Time  `json:"finished_at,omitzero"`
+}
+
+func member(account int64, code string) string { return id(account) + ":" + code }
+
+func (s *Store) resultKey(account int64, code string) string { return s.key("res", id(account), code) }
+
+func (s *Store) resultKeys(account int64, code string) []string {
+	keys := []string{s.resultKey(account, code), s.key("idx", "all")}
+	for _, st := range Statuses {
+		keys = append(keys, s.key("idx", "status", string(st)))
+	}
+	return keys
+}
+
+// recordScript writes a result and moves it between the status indexes in
+// one step. KEYS: the result, the all-index, one index per status (in
+// Statuses order). ARGV: member, score, status, data, enqueue_id, created
+// at, mode, then the statuses. In mode "queued" it writes nothing when the
+// result already carries this enqueue_id: a worker got there first.
+var recordScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[1], 'status')
+if ARGV[7] == 'queued' and redis.call('HGET', KEYS[1], 'enqueue_id') == ARGV[5] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4], 'enqueue_id', ARGV[5])
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
+for i = 8, #ARGV do
+  local idx = KEYS[i - 5]
+  if ARGV[i] == ARGV[3] then
+    redis.call('ZADD', idx, ARGV[2], ARGV[1])
+  elseif old == ARGV[i] then
+    redis.call('ZREM', idx, ARGV[1])
+  end
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1`)
+
+func (s *Store) record(ctx context.Context, r *Result, mode string) (bool, error) {
+	if !r.Status.Valid() {
+		return false, fmt.Errorf("store: record: unknown status %q", r.Status)
+	}
+	now := s.now().UTC()
+	r.UpdatedAt = now
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return false, fmt.Errorf("store: encode result: %w", err)
+	}
+	args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, r.CreatedAt.Format(time.RFC3339Nano), mode}
+	for _, st := range Statuses {
+		args = append(args, string(st))
+	}
+	n, err := recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Int()
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
+	}
+	return n == 1, nil
+}
+
+// Record writes a result as it stands.
+func (s *Store) Record(ctx context.Context, r *Result) error {
+	_, err := s.record(ctx, r, "set")
+	return err
+}
+
+// MarkQueued records that a task was enqueued: a fresh result in status
+// queued, keeping only when the account and widget were first seen. It
+// writes nothing if a worker already recorded this enqueueing (same
+// enqueue ID), and reports whether it wrote.
+func (s *Store) MarkQueued(ctx context.Context, op string, account int64, code, taskID, enqueueID string) (bool, error) {
+	now := s.now().UTC()
+	r := &Result{AccountID: account, WidgetCode: code, Operation: op, Status: StatusQueued, TaskID: taskID, EnqueueID: enqueueID, QueuedAt: now}
+	return s.record(ctx, r, "queued")
+}
+
+// Result reads one result; ErrNotFound when there is none.
+func (s *Store) Result(ctx context.Context, account int64, code string) (*Result, error) {
+	m, err := s.rdb.HGetAll(ctx, s.resultKey(account, code)).Result()
+	if err != nil {
+		return nil, redisErr("read result", err)
+	}
+	return decodeResult(account, code, m)
+}
+
+func decodeResult(account int64, code string, m map[string]string) (*Result, error) {
+	if len(m) == 0 {
+		return nil, fmt.Errorf("result of account %d widget %s: %w", account, code, ErrNotFound)
+	}
+	var r Result
+	if err := json.Unmarshal([]byte(m["data"]), &r); err != nil {
+		return nil, fmt.Errorf("store: result of account %d widget %s: %w", account, code, err)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, m["created_at"]); err == nil {
+		r.CreatedAt = t
+	}
+	return &r, nil
+}
+
+// Query selects results. Zero fields select everything.
+type Query struct {
+	AccountID int64
+	Status    Status
+	// Offset and Limit page through the selection (Limit 0: 100).
+	Offset, Limit int
+}
+
+// Page is one page of results and the size of the whole selection.
+type Page struct {
+	Results []Result
+	Total   int64
+}
+
+// Results returns results ordered by account, then widget code.
+func (s *Store) Results(ctx context.Context, q Query) (Page, error) {
+	if q.Status != "" && !q.Status.Valid() {
+		return Page{}, fmt.Errorf("status: %q is not one of %s", q.Status, statusList())
+	}
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	idx := s.key("idx", "all")
+	if q.Status != "" {
+		idx = s.key("idx", "status", string(q.Status))
+	}
+	min, max := "-inf", "+inf"
+	if q.AccountID != 0 {
+		min, max = id(q.AccountID), id(q.AccountID)
+	}
+	var members []string
+	var total int64
+	var err error
+	if q.AccountID == 0 {
+		members, err = s.rdb.ZRange(ctx, idx, int64(q.Offset), int64(q.Offset+q.Limit-1)).Result()
+		if err == nil {
+			total, err = s.rdb.ZCard(ctx, idx).Result()
+		}
+	} else {
+		members, err = s.rdb.ZRangeByScore(ctx, idx, &redis.ZRangeBy{Min: min, Max: max, Offset: int64(q.Offset), Count: int64(q.Limit)}).Result()
+		if err == nil {
+			total, err = s.rdb.ZCount(ctx, idx, min, max).Result()
+		}
+	}
+	if err != nil {
+		return Page{}, redisErr("list results", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(members))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range members {
+			a, c, _ := strings.Cut(m, ":")
+			n, _ := strconv.ParseInt(a, 10, 64)
+			cmds[i] = p.HGetAll(ctx, s.resultKey(n, c))
+		}
+		return nil
+	})
+	if err != nil {
+		return Page{}, redisErr("read results", err)
+	}
+	page := Page{Total: total, Results: make([]Result, 0, len(members))}
+	for i, m := range members {
+		a, c, _ := strings.Cut(m, ":")
+		n, _ := strconv.ParseInt(a, 10, 64)
+		r, err := decodeResult(n, c, cmds[i].Val())
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return page, err
+		}
+		page.Results = append(page.Results, *r)
+	}
+	return page, nil
+}
+
+// CountByStatus returns how many results are in each status.
+func (s *Store) CountByStatus(ctx context.Context) (map[Status]int64, error) {
+	cmds := make([]*redis.IntCmd, len(Statuses))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, st := range Statuses {
+			cmds[i] = p.ZCard(ctx, s.key("idx", "status", string(st)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, redisErr("count results", err)
+	}
+	out := make(map[Status]int64, len(Statuses))
+	for i, st := range Statuses {
+		out[st] = cmds[i].Val()
+	}
+	return out, nil
+}
+
+func statusList() string {
+	parts := make([]string, len(Statuses))
+	for i, s := range Statuses {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,71 @@
+// Package store keeps widgetq's own state in Redis: account credentials,
+// block marks, refresh locks, and one result per (account, widget).
+//
+// Every key starts with the prefix in braces ("{widgetq}:…"), a Redis
+// Cluster hash tag: all of widgetq's keys live in one slot, so the scripts
+// that update a result and its indexes together stay atomic on a cluster
+// too. The queue's own keys are asynq's.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultPrefix is the key prefix when none is given.
+const DefaultPrefix = "widgetq"
+
+// Store is widgetq's Redis-backed state. It is safe for concurrent use.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	now    func() time.Time
+	// LockTTL bounds how long a dead holder keeps an account's refresh
+	// lock (default 60s; a refresh is bounded by its 30s timeout).
+	LockTTL time.Duration
+	// LockPoll is how often a waiter tries the lock again (default 25ms).
+	LockPoll time.Duration
+}
+
+// New returns a store on rdb whose keys start with "{prefix}:"; an empty
+// prefix means DefaultPrefix.
+func New(rdb redis.UniversalClient, prefix string) *Store {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return &Store{rdb: rdb, prefix: "{" + prefix + "}:", now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
+}
+
+// Redis returns the client the store uses.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+func (s *Store) key(parts ...string) string {
+	k := s.prefix
+	for i, p := range parts {
+		if i > 0 {
+			k += ":"
+		}
+		k += p
+	}
+	return k
+}
+
+func id(n int64) string { return strconv.FormatInt(n, 10) }
+
+// ErrNotFound is returned for an account or result that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrAccountNotFound is returned when an account has no credentials; it
+// matches ErrNotFound.
+var ErrAccountNotFound = fmt.Errorf("account %w", ErrNotFound)
+
+func redisErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}

@@ -1,0 +1,326 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/redistest"
+	"github.com/widgetq/widgetq/internal/store"
+)
+
+func setup(t *testing.T) *store.Store {
+	t.Helper()
+	r := redistest.New(t)
+	return store.New(r.Client, redistest.Unique(t))
+}
+
+func TestAccountsRoundTripWithoutShowingTokens(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	exp := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	a := store.Account{ID: 42, BaseURL: "https://acme.kommo.com/", AccessToken: "at_secret", RefreshToken: "rt_secret", ExpiresAt: exp}
+	if err := s.PutAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetAccount(ctx, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BaseURL != "https://acme.kommo.com" || got.AccessToken != "at_secret" || got.RefreshToken != "rt_secret" || !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("got %+v", *got)
+	}
+	if text := fmt.Sprintf("%v %+v %#v %s", got, got, *got, *got); strings.Contains(text, "secret") {
+		t.Fatalf("tokens printed: %s", text)
+	}
+	if _, err := s.GetAccount(ctx, 43); !errors.Is(err, store.ErrAccountNotFound) || !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing account: %v", err)
+	}
+	list, err := s.ListAccounts(ctx, 0, 10)
+	if err != nil || len(list) != 1 || list[0].ID != 42 || !list[0].HasRefreshToken {
+		t.Fatalf("list %+v %v", list, err)
+	}
+	if err := s.DeleteAccount(ctx, 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(ctx, 42); !errors.Is(err, store.ErrAccountNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if err := s.TokenStore(42).SaveToken(ctx, &kommo.Token{AccessToken: "x"}); !errors.Is(err, store.ErrAccountNotFound) {
+		t.Fatalf("saving a token of a deleted account: %v", err)
+	}
+	if _, err := s.GetAccount(ctx, 42); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("a token save recreated a deleted account")
+	}
+}
+
+func TestAccountValidationNamesTheField(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	for _, c := range []struct {
+		a    store.Account
+		want string
+	}{
+		{store.Account{ID: 0, BaseURL: "https://a.kommo.com", AccessToken: "x"}, "account_id"},
+		{store.Account{ID: 1, BaseURL: "a.kommo.com", AccessToken: "x"}, "base_url"},
+		{store.Account{ID: 1, BaseURL: "https://a.kommo.com"}, "access_token"},
+	} {
+		if err := s.PutAccount(context.Background(), c.a); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %s", c.a, err, c.want)
+		}
+	}
+}
+
+func TestTokenStoreAndPaging(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	for i := int64(1); i <= 25; i++ {
+		if err := s.PutAccount(ctx, store.Account{ID: i, BaseURL: "https://a.kommo.com", AccessToken: "at", RefreshToken: "rt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := s.TokenStore(7)
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	if err := ts.SaveToken(ctx, &kommo.Token{AccessToken: "at2", RefreshToken: "rt2", Expiry: exp}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ts.LoadToken(ctx)
+	if err != nil || tok.AccessToken != "at2" || tok.RefreshToken != "rt2" || !tok.Expiry.Equal(exp) {
+		t.Fatalf("token %v %v", tok, err)
+	}
+	var seen []int64
+	for after := int64(0); ; {
+		page, err := s.ListAccounts(ctx, after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, a := range page {
+			seen = append(seen, a.ID)
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(seen) != 25 || seen[0] != 1 || seen[24] != 25 {
+		t.Fatalf("paged through %v", seen)
+	}
+	if n, _ := s.CountAccounts(ctx); n != 25 {
+		t.Fatalf("count %d", n)
+	}
+}
+
+func TestRefreshLockIsExclusiveAcrossClients(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	prefix := redistest.Unique(t)
+	// Two stores, as two processes would have.
+	a, b := store.New(r.Client, prefix), store.New(r.Client, prefix)
+	ctx := context.Background()
+	var inside, maxInside atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 20 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			unlock, err := s.RefreshLock(9).Lock(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inside.Add(1)
+			for {
+				m := maxInside.Load()
+				if n <= m || maxInside.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			time.Sleep(2 * time.Millisecond) // hold it a moment, so overlap would show
+			inside.Add(-1)
+			unlock()
+		}()
+	}
+	wg.Wait()
+	if maxInside.Load() != 1 {
+		t.Fatalf("%d holders at once", maxInside.Load())
+	}
+	// A waiter gives up with its context.
+	unlock, _ := a.RefreshLock(9).Lock(ctx)
+	defer unlock()
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := b.RefreshLock(9).Lock(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting on a held lock: %v", err)
+	}
+	// Another account's lock is free.
+	u2, err := b.RefreshLock(10).Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2()
+}
+
+func TestDeadHolderLosesTheLockAfterTTL(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	s := store.New(r.Client, redistest.Unique(t))
+	s.LockTTL = 200 * time.Millisecond
+	if _, err := s.RefreshLock(1).Lock(context.Background()); err != nil { // never unlocked
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	unlock, err := s.RefreshLock(1).Lock(ctx)
+	if err != nil {
+		t.Fatalf("lock of a dead holder never freed: %v", err)
+	}
+	unlock()
+}
+
+func TestBlocks(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if b, err := s.Blocked(ctx, 5); b != nil || err != nil {
+		t.Fatalf("unblocked account: %v %v", b, err)
+	}
+	if err := s.MarkBlocked(ctx, store.Block{AccountID: 5, RequestID: "r1", Detail: "403 Forbidden"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Blocked(ctx, 5)
+	if err != nil || b == nil || b.RequestID != "r1" || b.Until.Sub(b.Since) != time.Hour {
+		t.Fatalf("block %+v %v", b, err)
+	}
+	list, _ := s.ListBlocked(ctx)
+	if len(list) != 1 || list[0].AccountID != 5 {
+		t.Fatalf("list %+v", list)
+	}
+	if ok, err := s.Unblock(ctx, 5); !ok || err != nil {
+		t.Fatalf("unblock: %v %v", ok, err)
+	}
+	if b, _ := s.Blocked(ctx, 5); b != nil {
+		t.Fatal("still blocked")
+	}
+	if ok, _ := s.Unblock(ctx, 5); ok {
+		t.Fatal("unblocked twice")
+	}
+	// A mark runs out by itself.
+	_ = s.MarkBlocked(ctx, store.Block{AccountID: 6}, 150*time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := s.Blocked(ctx, 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("block mark never ran out")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestResultsAndIndexes(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	for a := int64(1); a <= 3; a++ {
+		for _, code := range []string{"w_a", "w_b"} {
+			if _, err := s.MarkQueued(ctx, "install", a, code, fmt.Sprintf("install:%d:%s", a, code), "e1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r := &store.Result{AccountID: 2, WidgetCode: "w_a", Operation: "install", Status: store.StatusFailed, EnqueueID: "e1", Attempts: 1,
+		LastError: &store.ErrorInfo{Class: "invalid", HTTPStatus: 400, Detail: "phones: required", RequestID: "req"}}
+	if err := s.Record(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Record(ctx, &store.Result{AccountID: 3, WidgetCode: "w_b", Operation: "install", Status: store.StatusInstalled, EnqueueID: "e1", WidgetID: 101, WidgetVersion: "1.0.3"}); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := s.CountByStatus(ctx)
+	if err != nil || counts[store.StatusQueued] != 4 || counts[store.StatusFailed] != 1 || counts[store.StatusInstalled] != 1 {
+		t.Fatalf("counts %v %v", counts, err)
+	}
+	got, err := s.Result(ctx, 2, "w_a")
+	if err != nil || got.Status != store.StatusFailed || got.LastError.Detail != "phones: required" || got.CreatedAt.IsZero() || got.TaskID != "" && got.TaskID != "install:2:w_a" {
+		t.Fatalf("result %+v %v", got, err)
+	}
+	page, _ := s.Results(ctx, store.Query{Status: store.StatusFailed})
+	if page.Total != 1 || page.Results[0].AccountID != 2 {
+		t.Fatalf("failed page %+v", page)
+	}
+	page, _ = s.Results(ctx, store.Query{AccountID: 3})
+	if page.Total != 2 || page.Results[0].WidgetCode != "w_a" || page.Results[1].Status != store.StatusInstalled {
+		t.Fatalf("account 3 page %+v", page)
+	}
+	page, _ = s.Results(ctx, store.Query{AccountID: 3, Status: store.StatusQueued})
+	if page.Total != 1 || page.Results[0].WidgetCode != "w_a" {
+		t.Fatalf("account 3 queued %+v", page)
+	}
+	var all []string
+	for off := 0; ; off += 4 {
+		p, err := s.Results(ctx, store.Query{Offset: off, Limit: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Total != 6 {
+			t.Fatalf("total %d", p.Total)
+		}
+		for _, r := range p.Results {
+			all = append(all, fmt.Sprintf("%d:%s", r.AccountID, r.WidgetCode))
+		}
+		if len(p.Results) < 4 {
+			break
+		}
+	}
+	if strings.Join(all, ",") != "1:w_a,1:w_b,2:w_a,2:w_b,3:w_a,3:w_b" {
+		t.Fatalf("paged %v", all)
+	}
+	if _, err := s.Results(ctx, store.Query{Status: "done"}); err == nil {
+		t.Fatal("unknown status accepted")
+	}
+	if _, err := s.Result(ctx, 9, "w_a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing result: %v", err)
+	}
+}
+
+func TestMarkQueuedNeverOverwritesTheWorker(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	// The worker finished before the producer got to mark the task queued.
+	if err := s.Record(ctx, &store.Result{AccountID: 1, WidgetCode: "w", Operation: "install", Status: store.StatusInstalled, EnqueueID: "e7"}); err != nil {
+		t.Fatal(err)
+	}
+	wrote, err := s.MarkQueued(ctx, "install", 1, "w", "install:1:w", "e7")
+	if err != nil || wrote {
+		t.Fatalf("MarkQueued over the worker's result: wrote %v, %v", wrote, err)
+	}
+	if r, _ := s.Result(ctx, 1, "w"); r.Status != store.StatusInstalled {
+		t.Fatalf("status %s", r.Status)
+	}
+	// A new enqueueing does start afresh.
+	if wrote, _ := s.MarkQueued(ctx, "install", 1, "w", "install:1:w", "e8"); !wrote {
+		t.Fatal("a new enqueueing was not recorded")
+	}
+	counts, _ := s.CountByStatus(ctx)
+	if counts[store.StatusQueued] != 1 || counts[store.StatusInstalled] != 0 {
+		t.Fatalf("indexes after re-queue: %v", counts)
+	}
+}

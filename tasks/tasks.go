@@ -1,0 +1,249 @@
+// Package tasks is widgetq's wire contract: the task type names, the
+// payloads, and constructors that validate a payload and give the task its
+// defaults. A marketplace backend imports this package alone (it imports
+// nothing internal) to enqueue installs with its own asynq client.
+//
+// Every task has the ID "{verb}:{account}:{code}", so the same install (or
+// uninstall) of a widget into an account is never queued twice: asynq
+// answers ErrTaskIDConflict while one is pending, running, retrying,
+// archived, or completed within its retention.
+package tasks
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task type names. They are a wire contract: workers route on them.
+const (
+	TypeInstallWidget   = "widget:install"
+	TypeUninstallWidget = "widget:uninstall"
+)
+
+// Defaults given to every task unless an option overrides them.
+const (
+	DefaultQueue     = "widgets"
+	DefaultMaxRetry  = 12
+	DefaultTimeout   = 2 * time.Minute
+	DefaultRetention = 24 * time.Hour
+	// MaxSettingsBytes bounds a settings object.
+	MaxSettingsBytes = 64 << 10
+)
+
+// InstallWidgetPayload installs a widget into an account.
+type InstallWidgetPayload struct {
+	// AccountID is the Kommo account's ID, as stored with its credentials.
+	AccountID int64 `json:"account_id"`
+	// WidgetCode is the widget's code, e.g. "amo_asterisk".
+	WidgetCode string `json:"widget_code"`
+	// Settings is the install body: a flat JSON object keyed by the
+	// widget's settings_template keys. Empty means {}.
+	Settings json.RawMessage `json:"settings,omitempty"`
+	// EnqueueID tells one enqueueing of this task from another; the
+	// constructor sets it. Results record it, so that marking a task
+	// queued never overwrites what a worker already recorded for it.
+	EnqueueID string `json:"enqueue_id,omitempty"`
+}
+
+// UninstallWidgetPayload removes a widget from an account.
+type UninstallWidgetPayload struct {
+	AccountID  int64  `json:"account_id"`
+	WidgetCode string `json:"widget_code"`
+	EnqueueID  string `json:"enqueue_id,omitempty"`
+}
+
+// FieldError is a payload field that is not acceptable.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// ErrInvalidPayload is matched (errors.Is) by every validation error.
+var ErrInvalidPayload = errors.New("invalid payload")
+
+// Is lets errors.Is(err, ErrInvalidPayload) match a *FieldError.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidPayload }
+
+var widgetCode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+
+func validateAccount(id int64) error {
+	if id <= 0 {
+		return &FieldError{"account_id", fmt.Sprintf("must be a positive integer, got %d", id)}
+	}
+	return nil
+}
+
+func validateCode(code string) error {
+	switch {
+	case code == "":
+		return &FieldError{"widget_code", "required"}
+	case !utf8.ValidString(code):
+		return &FieldError{"widget_code", "not valid UTF-8"}
+	case !widgetCode.MatchString(code) || code == "." || code == "..":
+		return &FieldError{"widget_code", fmt.Sprintf("%.40q is not a widget code (1-100 letters, digits, '_', '-', '.')", code)}
+	}
+	return nil
+}
+
+// Validate checks the payload: a positive account ID, a well-formed widget
+// code, and settings that are a JSON object of at most MaxSettingsBytes.
+func (p *InstallWidgetPayload) Validate() error {
+	if err := validateAccount(p.AccountID); err != nil {
+		return err
+	}
+	if err := validateCode(p.WidgetCode); err != nil {
+		return err
+	}
+	s := bytes.TrimSpace(p.Settings)
+	switch {
+	case len(s) == 0 || bytes.Equal(s, []byte("null")):
+		return nil
+	case len(s) > MaxSettingsBytes:
+		return &FieldError{"settings", fmt.Sprintf("%d bytes, more than the %d allowed", len(s), MaxSettingsBytes)}
+	case !utf8.Valid(s):
+		return &FieldError{"settings", "not valid UTF-8"}
+	case s[0] != '{' || !json.Valid(s):
+		return &FieldError{"settings", "must be a JSON object"}
+	}
+	return nil
+}
+
+// Validate checks the payload: a positive account ID and a well-formed code.
+func (p *UninstallWidgetPayload) Validate() error {
+	if err := validateAccount(p.AccountID); err != nil {
+		return err
+	}
+	return validateCode(p.WidgetCode)
+}
+
+// InstallTaskID is the task ID of an account's install of a widget.
+func InstallTaskID(accountID int64, code string) string {
+	return "install:" + strconv.FormatInt(accountID, 10) + ":" + code
+}
+
+// UninstallTaskID is the task ID of an account's uninstall of a widget.
+func UninstallTaskID(accountID int64, code string) string {
+	return "uninstall:" + strconv.FormatInt(accountID, 10) + ":" + code
+}
+
+// defaults are the options every task starts with; the caller's come after
+// and win.
+func defaults(id string) []asynq.Option {
+	return []asynq.Option{
+		asynq.Queue(DefaultQueue),
+		asynq.MaxRetry(DefaultMaxRetry),
+		asynq.Timeout(DefaultTimeout),
+		asynq.Retention(DefaultRetention),
+		asynq.TaskID(id),
+	}
+}
+
+func newEnqueueID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// NewInstallWidgetTask validates p and returns its task with the defaults
+// (queue, retries, timeout, retention, task ID); opts override them.
+func NewInstallWidgetTask(p InstallWidgetPayload, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if s := bytes.TrimSpace(p.Settings); len(s) == 0 || bytes.Equal(s, []byte("null")) {
+		p.Settings = json.RawMessage("{}")
+	} else {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, s); err != nil {
+			return nil, &FieldError{"settings", "must be a JSON object"}
+		}
+		p.Settings = buf.Bytes()
+	}
+	if p.EnqueueID == "" {
+		p.EnqueueID = newEnqueueID()
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode install payload: %w", err)
+	}
+	return asynq.NewTask(TypeInstallWidget, b, append(defaults(InstallTaskID(p.AccountID, p.WidgetCode)), opts...)...), nil
+}
+
+// NewUninstallWidgetTask validates p and returns its task with the
+// defaults; opts override them.
+func NewUninstallWidgetTask(p UninstallWidgetPayload, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if p.EnqueueID == "" {
+		p.EnqueueID = newEnqueueID()
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode uninstall payload: %w", err)
+	}
+	return asynq.NewTask(TypeUninstallWidget, b, append(defaults(UninstallTaskID(p.AccountID, p.WidgetCode)), opts...)...), nil
+}
+
+// DecodeInstallWidget decodes and validates a task's payload. Unknown
+// fields are refused: a payload from another program is either ours or
+// invalid. The error matches ErrInvalidPayload.
+func DecodeInstallWidget(payload []byte) (InstallWidgetPayload, error) {
+	var p InstallWidgetPayload
+	if err := decodeStrict(payload, &p); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+// DecodeUninstallWidget decodes and validates a task's payload.
+func DecodeUninstallWidget(payload []byte) (UninstallWidgetPayload, error) {
+	var p UninstallWidgetPayload
+	if err := decodeStrict(payload, &p); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+func decodeStrict(payload []byte, v any) error {
+	if !utf8.Valid(payload) {
+		return &FieldError{"payload", "not valid UTF-8"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &FieldError{"payload", "not a widgetq payload: " + describeJSONError(err)}
+	}
+	if dec.More() {
+		return &FieldError{"payload", "data after the JSON object"}
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %s: want %s, got %s", te.Field, te.Type, te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("malformed JSON at byte %d", se.Offset)
+	}
+	msg := err.Error()
+	if len(msg) > 120 {
+		msg = msg[:120]
+	}
+	return msg
+}
