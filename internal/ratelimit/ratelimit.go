@@ -1,0 +1,252 @@
+// Package ratelimit paces requests to Kommo per account and across all
+// accounts, for every worker process at once, through Redis.
+//
+// It is a GCRA with a burst of one and reservations: a caller reserves the
+// next free slot of the account (and of the global budget) in one script
+// and sleeps until it, so waiting callers neither poll Redis nor stampede
+// when a slot frees; a slot further away than the caller may wait is not
+// reserved, and the caller defers its task instead. Kommo judges its limit
+// on arrival, after network jitter, so each interval carries a margin.
+//
+// A 429 from Kommo pauses the account for every process and multiplies its
+// interval for a while (repeated 429s get an account blocked).
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/widgetq/widgetq/internal/retry"
+)
+
+// Config sets the limits. Rates are requests per second.
+type Config struct {
+	// PerAccount is Kommo's limit per account (default 7).
+	PerAccount float64
+	// Global caps all accounts together (0: no cap).
+	Global float64
+	// Margin is added to every interval, so arrival jitter never packs
+	// more than the limit into one second (default 10ms).
+	Margin time.Duration
+	// SlowFactor multiplies an account's interval after a 429 (default 2;
+	// each further 429 doubles it again, up to 8×), for SlowFor (default 1m).
+	SlowFactor float64
+	SlowFor    time.Duration
+	// Prefix is the key prefix, as the store's (default "widgetq").
+	Prefix string
+}
+
+// WithDefaults fills the zero fields.
+func (c Config) WithDefaults() Config {
+	if c.PerAccount == 0 {
+		c.PerAccount = 7
+	}
+	if c.Margin == 0 {
+		c.Margin = 10 * time.Millisecond
+	}
+	if c.SlowFactor == 0 {
+		c.SlowFactor = 2
+	}
+	if c.SlowFor <= 0 {
+		c.SlowFor = time.Minute
+	}
+	if c.Prefix == "" {
+		c.Prefix = "widgetq"
+	}
+	return c
+}
+
+// Validate names the first setting out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.PerAccount <= 0 || math.IsInf(c.PerAccount, 0) || math.IsNaN(c.PerAccount):
+		return fmt.Errorf("rate per account must be a positive number, got %v", c.PerAccount)
+	case c.Global < 0 || math.IsInf(c.Global, 0) || math.IsNaN(c.Global):
+		return fmt.Errorf("global rate must be 0 (none) or positive, got %v", c.Global)
+	case c.Margin < 0:
+		return fmt.Errorf("rate margin must not be negative, got %s", c.Margin)
+	case c.SlowFactor < 1:
+		return fmt.Errorf("slow factor must be at least 1, got %v", c.SlowFactor)
+	}
+	return nil
+}
+
+// Interval returns the pacing interval of a rate with the margin.
+func (c Config) interval(rate float64) time.Duration {
+	return time.Duration(float64(time.Second)/rate) + c.Margin
+}
+
+// Limiter is safe for concurrent use.
+type Limiter struct {
+	rdb redis.UniversalClient
+	cfg Config
+	pre string
+}
+
+// New returns a limiter on rdb.
+func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Limiter{rdb: rdb, cfg: cfg, pre: "{" + cfg.Prefix + "}:rl:"}, nil
+}
+
+// Config returns the limiter's settings.
+func (l *Limiter) Config() Config { return l.cfg }
+
+func (l *Limiter) keys(account int64) []string {
+	a := strconv.FormatInt(account, 10)
+	return []string{l.pre + "tat:" + a, l.pre + "pause:" + a, l.pre + "slow:" + a, l.pre + "tat:global"}
+}
+
+// reserveScript reserves the next slot of an account and of the global
+// budget at once, on the Redis server's clock (microseconds).
+// KEYS: account TAT, account pause-until, account slow factor, global TAT.
+// ARGV: account interval, global interval (0: none), max wait.
+// Returns {reserved (0/1), wait}.
+var reserveScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ia = tonumber(ARGV[1]) * tonumber(redis.call('GET', KEYS[3]) or '1')
+local ig = tonumber(ARGV[2])
+local start = now
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat > start then start = tat end
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+if pause > start then start = pause end
+if ig > 0 then
+  local g = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if g > start then start = g end
+end
+local wait = start - now
+if wait > tonumber(ARGV[3]) then return {0, wait} end
+redis.call('SET', KEYS[1], string.format('%.0f', start + ia), 'PX', math.floor((start + ia - now) / 1000) + 1000)
+if ig > 0 then
+  redis.call('SET', KEYS[4], string.format('%.0f', start + ig), 'PX', math.floor((start + ig - now) / 1000) + 1000)
+end
+return {1, wait}`)
+
+// Reserve reserves the account's next request slot if it is at most
+// maxWait away, and returns how long until it. A slot further away is not
+// reserved: the result is a *retry.DeferError with the time until it.
+func (l *Limiter) Reserve(ctx context.Context, account int64, maxWait time.Duration) (time.Duration, error) {
+	ig := int64(0)
+	if l.cfg.Global > 0 {
+		ig = l.cfg.interval(l.cfg.Global).Microseconds()
+	}
+	res, err := reserveScript.Run(ctx, l.rdb, l.keys(account),
+		l.cfg.interval(l.cfg.PerAccount).Microseconds(), ig, maxWait.Microseconds()).Int64Slice()
+	if err != nil {
+		return 0, fmt.Errorf("rate limiter: %w", err)
+	}
+	wait := time.Duration(res[1]) * time.Microsecond
+	if res[0] == 0 {
+		return wait, &retry.DeferError{Delay: wait, Reason: fmt.Sprintf("rate budget of account %d spent", account)}
+	}
+	return wait, nil
+}
+
+// Wait reserves a slot at most maxWait away and sleeps until it. After a
+// sleep it checks that no 429 paused the account meanwhile; if one did, it
+// waits out the pause too when it fits in maxWait, else defers.
+func (l *Limiter) Wait(ctx context.Context, account int64, maxWait time.Duration) error {
+	deadline := time.Now().Add(maxWait)
+	for range 3 {
+		wait, err := l.Reserve(ctx, account, time.Until(deadline))
+		if err != nil {
+			return err
+		}
+		if wait <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		paused, err := l.PausedFor(ctx, account)
+		if err != nil {
+			return err
+		}
+		if paused <= 0 {
+			return nil
+		}
+		if paused > time.Until(deadline) {
+			return &retry.DeferError{Delay: paused, Reason: fmt.Sprintf("account %d paused after a 429", account)}
+		}
+	}
+	return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("account %d kept being paused", account)}
+}
+
+// pauseScript pauses an account until now+pause (never shortening a
+// longer pause) and multiplies its interval for slowFor.
+// KEYS: pause-until, slow factor. ARGV: pause (µs), factor, slowFor (ms), max factor.
+var pauseScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local untilp = now + tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untilp > cur then
+  redis.call('SET', KEYS[1], string.format('%.0f', untilp), 'PX', math.floor(tonumber(ARGV[1]) / 1000) + 1000)
+end
+local f = tonumber(redis.call('GET', KEYS[2]) or '1') * tonumber(ARGV[2])
+if f > tonumber(ARGV[4]) then f = tonumber(ARGV[4]) end
+redis.call('SET', KEYS[2], tostring(f), 'PX', ARGV[3])
+return 1`)
+
+// Penalize records a 429 for the account: no process sends to it for
+// pause, and its interval is multiplied by SlowFactor (compounding, up to
+// 8×) for SlowFor.
+func (l *Limiter) Penalize(ctx context.Context, account int64, pause time.Duration) error {
+	k := l.keys(account)
+	err := pauseScript.Run(ctx, l.rdb, k[1:3], max(pause, 0).Microseconds(), l.cfg.SlowFactor, l.cfg.SlowFor.Milliseconds(), 8).Err()
+	if err != nil {
+		return fmt.Errorf("rate limiter: pause account %d: %w", account, err)
+	}
+	return nil
+}
+
+// PausedFor returns how long the account stays paused (0: not paused).
+func (l *Limiter) PausedFor(ctx context.Context, account int64) (time.Duration, error) {
+	k := l.keys(account)
+	var until int64
+	var now time.Time
+	cmds, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Get(ctx, k[1])
+		p.Time(ctx)
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return 0, fmt.Errorf("rate limiter: %w", err)
+	}
+	until, _ = cmds[0].(*redis.StringCmd).Int64()
+	now = cmds[1].(*redis.TimeCmd).Val()
+	if until == 0 {
+		return 0, nil
+	}
+	return max(0, time.Duration(until-now.UnixMicro())*time.Microsecond), nil
+}
+
+// SlowFactor returns the account's current interval multiplier (1: none).
+func (l *Limiter) SlowFactor(ctx context.Context, account int64) (float64, error) {
+	v, err := l.rdb.Get(ctx, l.keys(account)[2]).Float64()
+	if err == redis.Nil {
+		return 1, nil
+	}
+	return v, err
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
