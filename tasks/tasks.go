@@ -150,7 +150,9 @@ func defaults(id string) []asynq.Option {
 	}
 }
 
-func newEnqueueID() string {
+// NewEnqueueID returns a fresh enqueue ID (the constructors set one when
+// the payload has none).
+func NewEnqueueID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
@@ -172,7 +174,7 @@ func NewInstallWidgetTask(p InstallWidgetPayload, opts ...asynq.Option) (*asynq.
 		p.Settings = buf.Bytes()
 	}
 	if p.EnqueueID == "" {
-		p.EnqueueID = newEnqueueID()
+		p.EnqueueID = NewEnqueueID()
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -188,7 +190,7 @@ func NewUninstallWidgetTask(p UninstallWidgetPayload, opts ...asynq.Option) (*as
 		return nil, err
 	}
 	if p.EnqueueID == "" {
-		p.EnqueueID = newEnqueueID()
+		p.EnqueueID = NewEnqueueID()
 	}
 	b, err := json.Marshal(p)
 	if err != nil {

@@ -211,6 +211,9 @@ type RefreshingAuth struct {
 	Leeway time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Current, when set, is the pair just read from Store: it saves the
+	// first load.
+	Current *Token
 
 	mu  sync.Mutex
 	cur *Token
@@ -235,6 +238,10 @@ func (a *RefreshingAuth) leeway() time.Duration {
 func (a *RefreshingAuth) AccessToken(ctx context.Context) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.cur == nil && a.Current != nil {
+		cp := *a.Current
+		a.cur = &cp
+	}
 	if a.cur == nil {
 		t, err := a.Store.LoadToken(ctx)
 		if err != nil {

@@ -68,6 +68,10 @@ type Result struct {
 	QueuedAt      time.Time  `json:"queued_at,omitzero"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	FinishedAt    time.Time  `json:"finished_at,omitzero"`
+	// InFlight is set while a request that may change the account (an
+	// install or uninstall) is on its way and no verdict is recorded: a
+	// run that finds it set cannot know whether that request took effect.
+	InFlight bool `json:"-"`
 }
 
 func member(account int64, code string) string { return id(account) + ":" + code }
@@ -93,6 +97,7 @@ if ARGV[7] == 'queued' and redis.call('HGET', KEYS[1], 'enqueue_id') == ARGV[5] 
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4], 'enqueue_id', ARGV[5])
+redis.call('HDEL', KEYS[1], 'inflight')
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
 for i = 8, #ARGV do
   local idx = KEYS[i - 5]
@@ -165,7 +170,15 @@ func decodeResult(account int64, code string, m map[string]string) (*Result, err
 	if t, err := time.Parse(time.RFC3339Nano, m["created_at"]); err == nil {
 		r.CreatedAt = t
 	}
+	r.InFlight = m["inflight"] != ""
 	return &r, nil
+}
+
+// MarkInFlight notes, before a request that changes the account is sent,
+// that its outcome is not known yet. Recording a verdict clears it.
+func (s *Store) MarkInFlight(ctx context.Context, account int64, code string) error {
+	err := s.rdb.HSet(ctx, s.resultKey(account, code), "inflight", s.now().UTC().Format(time.RFC3339Nano)).Err()
+	return redisErr("mark in flight", err)
 }
 
 // Query selects results. Zero fields select everything.

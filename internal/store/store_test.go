@@ -324,3 +324,22 @@ func TestMarkQueuedNeverOverwritesTheWorker(t *testing.T) {
 		t.Fatalf("indexes after re-queue: %v", counts)
 	}
 }
+
+func TestInFlightMarkIsClearedByAVerdict(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, err := s.MarkQueued(ctx, "install", 1, "w", "install:1:w", "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkInFlight(ctx, 1, "w"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := s.Result(ctx, 1, "w"); !r.InFlight || r.Status != store.StatusQueued {
+		t.Fatalf("after MarkInFlight: %+v", r)
+	}
+	_ = s.Record(ctx, &store.Result{AccountID: 1, WidgetCode: "w", Status: store.StatusRetrying, EnqueueID: "e1"})
+	if r, _ := s.Result(ctx, 1, "w"); r.InFlight {
+		t.Fatal("a verdict left the in-flight mark")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -60,6 +61,9 @@ type Faults struct {
 	// Limit stops injecting errors, resets, hangs and truncations after
 	// this many (0: no limit). Latency stays.
 	Limit int `json:"limit,omitempty"`
+	// Routes, when set, limits errors, resets, hangs and truncations to
+	// these routes, e.g. "POST /api/v4/widgets/{code}".
+	Routes []string `json:"routes,omitempty"`
 }
 
 func (f Faults) validate() error {
@@ -142,9 +146,9 @@ func (s *Server) faultsFor(a *account) *faultState {
 	return s.faults
 }
 
-func (s *Server) pickFaultLocked(a *account) fault {
+func (s *Server) pickFaultLocked(a *account, route string) fault {
 	f := s.faultsFor(a)
-	if f == nil || (f.Limit > 0 && f.injected >= f.Limit) {
+	if f == nil || (f.Limit > 0 && f.injected >= f.Limit) || (len(f.Routes) > 0 && !slices.Contains(f.Routes, route)) {
 		return fault{}
 	}
 	u := s.rng.Float64()

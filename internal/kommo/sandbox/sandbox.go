@@ -515,7 +515,7 @@ func (s *Server) admit(x *exchange) bool {
 		s.tooMany(x)
 		return false
 	}
-	f := s.pickFaultLocked(a)
+	f := s.pickFaultLocked(a, x.route)
 	s.mu.Unlock()
 	switch f.kind {
 	case faultError:

@@ -647,6 +647,15 @@ func TestInjectedServerErrors(t *testing.T) {
 	if n := b.sb.Counters().Total.InjectedErrors; n != 3 {
 		t.Fatalf("injected errors counted %d, want 3", n)
 	}
+	// Faults can be limited to routes.
+	if err := b.sb.SetFaults("", sandbox.Faults{ErrorRate: 1, Routes: []string{"POST /api/v4/widgets/{code}"}}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, b.do(t, "GET", "beta", "/api/v4/account", beta.AccessToken, nil), 200, "")
+	if st := b.do(t, "POST", "alpha", "/api/v4/widgets/"+sandbox.WidgetAsterisk, b.admin.AccessToken, asteriskSettings).status; st < 500 {
+		t.Fatalf("route fault: %d", st)
+	}
+	b.sb.ClearFaults()
 	if err := b.sb.SetFaults("", sandbox.Faults{ErrorRate: 0.7, ResetRate: 0.7}); err == nil {
 		t.Fatal("rates adding up past 1 accepted")
 	}

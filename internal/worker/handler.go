@@ -1,0 +1,532 @@
+// Package worker runs widgetq's tasks: for each, it loads the account,
+// waits for the account's and the global rate budget, gets a valid access
+// token (refreshing it once, under the account's lock, storing the new
+// pair first), checks the settings against the widget's template, calls
+// Kommo, and records a result for the account — whatever Kommo does on the
+// way. The retry policy (internal/retry) decides what happens next.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/ratelimit"
+	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+// Classes the worker adds to kommo's.
+const (
+	// ClassAccountUnknown: no credentials are stored for the account.
+	ClassAccountUnknown = "account_unknown"
+	// ClassInternal: widgetq's own Redis failed; retried like a 5xx.
+	ClassInternal = "internal"
+)
+
+// Config tunes the handler. Zero fields take defaults.
+type Config struct {
+	// OAuth is the integration's client; nil or without a ClientID, tokens
+	// are used as stored and never refreshed.
+	OAuth *kommo.OAuthConfig
+	// Transport carries requests to Kommo (default: a clone of
+	// http.DefaultTransport with larger idle pools).
+	Transport http.RoundTripper
+	// RequestTimeout bounds each request to Kommo (default 30s).
+	RequestTimeout time.Duration
+	// MaxWait is the longest a task waits in process for rate budget;
+	// beyond it the task is deferred (default 2s).
+	MaxWait time.Duration
+	// RateLimitPause pauses an account after a 429 without Retry-After
+	// (default 5s).
+	RateLimitPause time.Duration
+	// BlockFor is how long an account stays marked blocked after Kommo's
+	// HTML 403, unless an operator clears it (default 24h).
+	BlockFor time.Duration
+	// TemplateTTL is how long a widget's settings_template is cached
+	// (default 10 min).
+	TemplateTTL time.Duration
+	// Policy is the retry policy.
+	Policy retry.Policy
+	// Logger gets one line per attempt (default slog.Default()).
+	Logger *slog.Logger
+	// UserAgent is sent to Kommo.
+	UserAgent string
+}
+
+// WithDefaults fills the zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 1000
+		t.MaxIdleConnsPerHost = 100
+		c.Transport = t
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = kommo.DefaultTimeout
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 2 * time.Second
+	}
+	if c.RateLimitPause <= 0 {
+		c.RateLimitPause = 5 * time.Second
+	}
+	if c.BlockFor <= 0 {
+		c.BlockFor = 24 * time.Hour
+	}
+	if c.TemplateTTL <= 0 {
+		c.TemplateTTL = 10 * time.Minute
+	}
+	c.Policy = c.Policy.WithDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = kommo.DefaultUserAgent
+	}
+	return c
+}
+
+// Handler runs install and uninstall tasks. It is safe for concurrent use.
+type Handler struct {
+	st        *store.Store
+	lim       *ratelimit.Limiter
+	cfg       Config
+	templates templateCache
+}
+
+// NewHandler returns a handler on the store and limiter.
+func NewHandler(st *store.Store, lim *ratelimit.Limiter, cfg Config) *Handler {
+	cfg = cfg.WithDefaults()
+	return &Handler{st: st, lim: lim, cfg: cfg, templates: templateCache{ttl: cfg.TemplateTTL, m: map[string]*templateEntry{}}}
+}
+
+// Register routes widgetq's task types to the handler.
+func (h *Handler) Register(mux *asynq.ServeMux) {
+	mux.HandleFunc(tasks.TypeInstallWidget, h.HandleInstall)
+	mux.HandleFunc(tasks.TypeUninstallWidget, h.HandleUninstall)
+}
+
+// attempt is one run of one task.
+type attempt struct {
+	op         string
+	account    int64
+	code       string
+	enqueueID  string
+	taskID     string
+	retryCount int
+	maxRetry   int
+	prev       *store.Result
+	// outcome
+	status store.Status
+	widget *kommo.Widget
+	// waited is the time spent waiting for rate budget.
+	waited time.Duration
+	mu     sync.Mutex
+}
+
+// final reports whether a retryable failure now would exhaust the budget:
+// the task's attempts are MaxRetry+1 in asynq's count, but widgetq stops
+// one short, so that a deferral (which asynq would archive once the count
+// is spent) is always possible.
+func (a *attempt) final() bool { return a.retryCount+1 >= a.maxRetry }
+
+// canDefer reports whether asynq will retry rather than archive an error.
+func (a *attempt) canDefer() bool { return a.retryCount < a.maxRetry }
+
+func (a *attempt) addWait(d time.Duration) {
+	a.mu.Lock()
+	a.waited += d
+	a.mu.Unlock()
+}
+
+// permanent is a failure widgetq decides on before or without Kommo.
+type permanent struct {
+	class  string
+	detail string
+}
+
+func (p *permanent) Error() string { return p.class + ": " + p.detail }
+
+// internalErr is a failure of widgetq's own Redis.
+type internalErr struct{ err error }
+
+func (e *internalErr) Error() string { return e.err.Error() }
+func (e *internalErr) Unwrap() error { return e.err }
+
+// HandleInstall runs an install-widget task.
+func (h *Handler) HandleInstall(ctx context.Context, t *asynq.Task) error {
+	start := time.Now()
+	p, err := tasks.DecodeInstallWidget(t.Payload())
+	if err != nil {
+		return h.badPayload(ctx, t, err)
+	}
+	a, err := h.begin(ctx, "install", p.AccountID, p.WidgetCode, p.EnqueueID)
+	if err != nil {
+		return err
+	}
+	return h.finish(ctx, a, h.install(ctx, a, p), start)
+}
+
+// HandleUninstall runs an uninstall-widget task.
+func (h *Handler) HandleUninstall(ctx context.Context, t *asynq.Task) error {
+	start := time.Now()
+	p, err := tasks.DecodeUninstallWidget(t.Payload())
+	if err != nil {
+		return h.badPayload(ctx, t, err)
+	}
+	a, err := h.begin(ctx, "uninstall", p.AccountID, p.WidgetCode, p.EnqueueID)
+	if err != nil {
+		return err
+	}
+	return h.finish(ctx, a, h.uninstall(ctx, a), start)
+}
+
+// badPayload archives a task whose payload is not ours: nothing to retry,
+// no account to record it for.
+func (h *Handler) badPayload(ctx context.Context, t *asynq.Task, err error) error {
+	id, _ := asynq.GetTaskID(ctx)
+	h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "task rejected", slog.String("task_id", id), slog.String("type", t.Type()),
+		slog.String("class", string(kommo.ClassInvalid)), slog.String("error", err.Error()))
+	return fmt.Errorf("%s: %w: %w", kommo.ClassInvalid, err, asynq.SkipRetry)
+}
+
+func (h *Handler) begin(ctx context.Context, op string, account int64, code, enqueueID string) (*attempt, error) {
+	a := &attempt{op: op, account: account, code: code, enqueueID: enqueueID}
+	a.taskID, _ = asynq.GetTaskID(ctx)
+	a.retryCount, _ = asynq.GetRetryCount(ctx)
+	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
+	prev, err := h.st.Result(ctx, account, code)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		// Redis is failing: a retry, not a verdict.
+		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
+	default:
+		a.prev = prev
+	}
+	return a, nil
+}
+
+// client builds the Kommo client of one attempt: requests paced by the
+// limiter, tokens refreshed under the account's lock.
+func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (*kommo.Client, error) {
+	maxWait := h.cfg.MaxWait
+	if !a.canDefer() {
+		// asynq would archive a deferral now: wait in process instead.
+		if dl, ok := ctx.Deadline(); ok {
+			maxWait = max(time.Until(dl)-h.cfg.RequestTimeout, h.cfg.MaxWait)
+		}
+	}
+	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, account: acct.ID, maxWait: maxWait, a: a}}
+	var auth kommo.Authenticator = kommo.StaticToken(acct.AccessToken)
+	if h.cfg.OAuth != nil && h.cfg.OAuth.ClientID != "" {
+		oauth := *h.cfg.OAuth
+		oauth.HTTPClient = hc
+		if oauth.Timeout <= 0 {
+			oauth.Timeout = h.cfg.RequestTimeout
+		}
+		auth = &kommo.RefreshingAuth{
+			OAuth: &oauth, BaseURL: acct.BaseURL, Store: h.st.TokenStore(acct.ID), Lock: h.st.RefreshLock(acct.ID),
+			Current: &kommo.Token{AccessToken: acct.AccessToken, RefreshToken: acct.RefreshToken, Expiry: acct.ExpiresAt},
+		}
+	}
+	return kommo.NewClient(acct.BaseURL, kommo.WithHTTPClient(hc), kommo.WithAuth(auth),
+		kommo.WithTimeout(h.cfg.RequestTimeout), kommo.WithUserAgent(h.cfg.UserAgent))
+}
+
+// account loads the account and refuses blocked ones without a call.
+func (h *Handler) account(ctx context.Context, a *attempt) (*store.Account, error) {
+	acct, err := h.st.GetAccount(ctx, a.account)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &permanent{ClassAccountUnknown, fmt.Sprintf("no credentials stored for account %d", a.account)}
+	}
+	if err != nil {
+		return nil, &internalErr{err}
+	}
+	blk, err := h.st.Blocked(ctx, a.account)
+	if err != nil {
+		return nil, &internalErr{err}
+	}
+	if blk != nil {
+		return nil, &permanent{string(kommo.ClassBlocked), fmt.Sprintf("account %d is marked blocked by Kommo since %s (until %s, or until an operator unblocks it); nothing was sent",
+			a.account, blk.Since.Format(time.RFC3339), blk.Until.Format(time.RFC3339))}
+	}
+	return acct, nil
+}
+
+func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidgetPayload) error {
+	acct, err := h.account(ctx, a)
+	if err != nil {
+		return err
+	}
+	c, err := h.client(ctx, a, acct)
+	if err != nil {
+		return &permanent{string(kommo.ClassInvalid), fmt.Sprintf("account %d: %v", a.account, err)}
+	}
+	tmpl, err := h.templates.get(ctx, p.WidgetCode, c)
+	if err != nil {
+		return err
+	}
+	if err := kommo.ValidateSettings(tmpl, p.Settings); err != nil {
+		var se *kommo.SettingsError
+		if errors.As(err, &se) {
+			se.Widget = p.WidgetCode
+		}
+		return &permanent{string(kommo.ClassInvalid), err.Error()}
+	}
+	if a.retryCount > 0 || (a.prev != nil && a.prev.InFlight && a.prev.EnqueueID == a.enqueueID) {
+		// An earlier run may have reached Kommo without hearing back:
+		// ask before installing a second time.
+		w, _, err := c.GetWidget(ctx, p.WidgetCode)
+		if err != nil {
+			return err
+		}
+		if w.IsActiveInAccount {
+			a.status, a.widget = store.StatusAlreadyInstalled, w
+			return nil
+		}
+	}
+	if err := h.st.MarkInFlight(ctx, a.account, a.code); err != nil {
+		return &internalErr{err}
+	}
+	w, _, err := c.InstallWidget(ctx, p.WidgetCode, p.Settings, kommo.SecretValues(tmpl, p.Settings)...)
+	if err != nil {
+		return err
+	}
+	a.status, a.widget = store.StatusInstalled, w
+	return nil
+}
+
+func (h *Handler) uninstall(ctx context.Context, a *attempt) error {
+	acct, err := h.account(ctx, a)
+	if err != nil {
+		return err
+	}
+	c, err := h.client(ctx, a, acct)
+	if err != nil {
+		return &permanent{string(kommo.ClassInvalid), fmt.Sprintf("account %d: %v", a.account, err)}
+	}
+	if err := h.st.MarkInFlight(ctx, a.account, a.code); err != nil {
+		return &internalErr{err}
+	}
+	if _, err := c.UninstallWidget(ctx, a.code); err != nil {
+		return err
+	}
+	a.status = store.StatusUninstalled
+	return nil
+}
+
+// finish records the attempt's verdict and tells asynq what to do next.
+func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.Time) error {
+	dur := time.Since(start)
+	var de *retry.DeferError
+	if errors.As(err, &de) && a.canDefer() {
+		// Not an attempt: the rate budget is spent. Nothing to record.
+		h.log(ctx, slog.LevelDebug, a, "deferred", "", dur, "", de.Reason)
+		return de
+	}
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Shutting down: asynq puts the task back; record nothing, and the
+		// in-flight mark (if any) makes the next run check first.
+		h.log(ctx, slog.LevelWarn, a, "interrupted", "", dur, "", "worker shutting down")
+		return err
+	}
+	r := h.resultBase(a)
+	r.Attempts++
+	if err == nil {
+		r.Status = a.status
+		r.LastError = nil
+		r.FinishedAt = time.Now().UTC()
+		if a.widget != nil {
+			r.WidgetID, r.WidgetVersion = a.widget.ID, string(a.widget.Version)
+		}
+		if rerr := h.st.Record(ctx, r); rerr != nil {
+			// The install happened; a retry finds it active.
+			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
+		}
+		h.log(ctx, slog.LevelInfo, a, string(r.Status), "", dur, "", "")
+		return nil
+	}
+	info := errorInfo(err)
+	r.LastError = &info
+	class := info.Class
+	var ke *kommo.Error
+	errors.As(err, &ke)
+	var next error
+	switch {
+	case ke != nil && ke.Class == kommo.ClassRateLimited && a.canDefer():
+		// Kommo says slow down: pause the account for every process and
+		// come back after the pause, without spending an attempt.
+		pause := ke.RetryAfter
+		if pause <= 0 {
+			pause = h.cfg.RateLimitPause
+		}
+		if perr := h.lim.Penalize(ctx, a.account, pause); perr != nil {
+			h.cfg.Logger.Warn("could not pause account after a 429", "account", a.account, "error", perr)
+		}
+		r.Status = store.StatusRetrying
+		next = &retry.DeferError{Delay: pause, Reason: fmt.Sprintf("Kommo answered 429 for account %d", a.account)}
+	case ke != nil && ke.Class == kommo.ClassBlocked:
+		if berr := h.st.MarkBlocked(ctx, store.Block{AccountID: a.account, RequestID: ke.RequestID, Detail: info.Title}, h.cfg.BlockFor); berr != nil {
+			h.cfg.Logger.Warn("could not mark account blocked", "account", a.account, "error", berr)
+		}
+		r.Status = store.StatusFailed
+		next = fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	case retryable(err) && !a.final():
+		r.Status = store.StatusRetrying
+		next = err
+	default:
+		r.Status = store.StatusFailed
+		next = fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	if r.Status == store.StatusFailed {
+		r.FinishedAt = time.Now().UTC()
+	}
+	if rerr := h.st.Record(ctx, r); rerr != nil {
+		h.cfg.Logger.Error("could not record result", "account", a.account, "widget", a.code, "error", rerr)
+		if r.Status == store.StatusFailed {
+			// Keep the task alive until its verdict is on record.
+			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
+		}
+	}
+	level := slog.LevelWarn
+	if r.Status == store.StatusFailed {
+		level = slog.LevelError
+	}
+	h.log(ctx, level, a, string(r.Status), class, dur, info.RequestID, info.Detail)
+	return next
+}
+
+func (h *Handler) resultBase(a *attempt) *store.Result {
+	r := &store.Result{AccountID: a.account, WidgetCode: a.code, Operation: a.op, TaskID: a.taskID, EnqueueID: a.enqueueID}
+	if a.prev != nil && a.prev.EnqueueID == a.enqueueID {
+		r.Attempts = a.prev.Attempts
+		r.QueuedAt = a.prev.QueuedAt
+		r.CreatedAt = a.prev.CreatedAt
+		r.WidgetID, r.WidgetVersion = a.prev.WidgetID, a.prev.WidgetVersion
+	} else if a.prev != nil {
+		r.CreatedAt = a.prev.CreatedAt
+	}
+	return r
+}
+
+// retryable reports whether trying again may help.
+func retryable(err error) bool {
+	var ie *internalErr
+	if errors.As(err, &ie) {
+		return true
+	}
+	var p *permanent
+	if errors.As(err, &p) {
+		return false
+	}
+	return kommo.IsRetryable(err)
+}
+
+// errorInfo is what a result keeps of an error: its class and Kommo's
+// words, never a secret (kommo.Error is scrubbed already).
+func errorInfo(err error) store.ErrorInfo {
+	now := time.Now().UTC()
+	var p *permanent
+	if errors.As(err, &p) {
+		return store.ErrorInfo{Class: p.class, Detail: p.detail, At: now}
+	}
+	var ie *internalErr
+	if errors.As(err, &ie) {
+		return store.ErrorInfo{Class: ClassInternal, Detail: kommo.Redact(ie.Error()), At: now}
+	}
+	var ke *kommo.Error
+	if errors.As(err, &ke) {
+		info := store.ErrorInfo{Class: string(ke.Class), HTTPStatus: ke.StatusCode, Title: ke.Title, RequestID: ke.RequestID, At: now}
+		var parts []string
+		if ke.Detail != "" {
+			parts = append(parts, ke.Detail)
+		}
+		for _, v := range ke.ValidationErrors {
+			parts = append(parts, v.Path+": "+firstNonEmpty(v.Detail, v.Code))
+		}
+		if ke.Hint != "" {
+			parts = append(parts, "hint: "+ke.Hint)
+		}
+		if ke.Err != nil {
+			parts = append(parts, ke.Err.Error())
+		}
+		if len(parts) == 0 && ke.Body != "" && ke.Title == "" {
+			parts = append(parts, ke.Body)
+		}
+		info.Detail = truncate(strings.Join(parts, "; "), 1000)
+		return info
+	}
+	return store.ErrorInfo{Class: string(kommo.ClassNetwork), Detail: truncate(kommo.Redact(err.Error()), 1000), At: now}
+}
+
+func (h *Handler) log(ctx context.Context, level slog.Level, a *attempt, outcome, class string, dur time.Duration, requestID, detail string) {
+	a.mu.Lock()
+	waited := a.waited
+	a.mu.Unlock()
+	attrs := []slog.Attr{
+		slog.String("op", a.op), slog.Int64("account", a.account), slog.String("widget", a.code), slog.String("task_id", a.taskID),
+		slog.Int("attempt", a.retryCount+1), slog.String("outcome", outcome), slog.Int64("duration_ms", dur.Milliseconds()),
+		slog.Int64("rate_wait_ms", waited.Milliseconds()),
+	}
+	if class != "" {
+		attrs = append(attrs, slog.String("class", class))
+	}
+	if requestID != "" {
+		attrs = append(attrs, slog.String("request_id", requestID))
+	}
+	if detail != "" {
+		attrs = append(attrs, slog.String("detail", detail))
+	}
+	h.cfg.Logger.LogAttrs(ctx, level, "attempt", attrs...)
+}
+
+// pacedTransport waits for the account's rate budget before each request
+// (token requests included: Kommo counts them too).
+type pacedTransport struct {
+	base    http.RoundTripper
+	lim     *ratelimit.Limiter
+	account int64
+	maxWait time.Duration
+	a       *attempt
+}
+
+func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	err := t.lim.Wait(req.Context(), t.account, t.maxWait)
+	t.a.addWait(time.Since(start))
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	return t.base.RoundTrip(req)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+

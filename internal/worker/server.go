@@ -1,0 +1,83 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+// ServerConfig tunes the asynq server around a Handler.
+type ServerConfig struct {
+	// Concurrency is how many tasks run at once in this process (default 50).
+	Concurrency int
+	// Queues and their priorities (default: tasks.DefaultQueue only).
+	Queues map[string]int
+	// ShutdownTimeout is how long running tasks may finish after a stop
+	// before they are put back in the queue (default 25s).
+	ShutdownTimeout time.Duration
+	// DelayedCheck is how often deferred and retried tasks are moved back
+	// to pending (default 1s; asynq's 5s would idle rate-deferred work).
+	DelayedCheck time.Duration
+	// Logger receives asynq's own messages (default slog.Default()).
+	Logger *slog.Logger
+	// HealthCheck is called with Redis ping errors (nil when healthy).
+	HealthCheck func(error)
+}
+
+// NewServer returns an asynq server that runs h with widgetq's retry
+// policy, and its mux.
+func NewServer(opt asynq.RedisConnOpt, h *Handler, cfg ServerConfig) (*asynq.Server, *asynq.ServeMux) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 50
+	}
+	if len(cfg.Queues) == 0 {
+		cfg.Queues = map[string]int{tasks.DefaultQueue: 1}
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 25 * time.Second
+	}
+	if cfg.DelayedCheck <= 0 {
+		cfg.DelayedCheck = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	policy := h.cfg.Policy
+	srv := asynq.NewServer(opt, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   cfg.Queues,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		DelayedTaskCheckInterval: cfg.DelayedCheck,
+		RetryDelayFunc:           func(n int, err error, _ *asynq.Task) time.Duration { return policy.Delay(n, err) },
+		IsFailure:                retry.IsFailure,
+		Logger:                   asynqLogger{cfg.Logger},
+		LogLevel:                 asynq.InfoLevel,
+		HealthCheckFunc:          cfg.HealthCheck,
+	})
+	mux := asynq.NewServeMux()
+	h.Register(mux)
+	return srv, mux
+}
+
+// asynqLogger sends asynq's messages to slog, marked as asynq's.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) log(level slog.Level, args ...any) {
+	a.l.Log(context.Background(), level, fmt.Sprint(args...), "component", "asynq")
+}
+
+func (a asynqLogger) Debug(args ...any) { a.log(slog.LevelDebug, args...) }
+func (a asynqLogger) Info(args ...any)  { a.log(slog.LevelInfo, args...) }
+func (a asynqLogger) Warn(args ...any)  { a.log(slog.LevelWarn, args...) }
+func (a asynqLogger) Error(args ...any) { a.log(slog.LevelError, args...) }
+func (a asynqLogger) Fatal(args ...any) {
+	a.log(slog.LevelError, args...)
+	os.Exit(1)
+}

@@ -1,0 +1,377 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/ratelimit"
+	"github.com/widgetq/widgetq/internal/redistest"
+	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/worker"
+	"github.com/widgetq/widgetq/producer"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+// syncBuffer collects log lines from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type env struct {
+	r      *redistest.Redis
+	prefix string
+	queue  string
+	st     *store.Store
+	sb     *sandbox.Server
+	srv    *httptest.Server
+	prod   *producer.Producer
+	logs   *syncBuffer
+}
+
+func setup(t *testing.T, cfg sandbox.Config) *env {
+	t.Helper()
+	e := &env{r: redistest.New(t), logs: &syncBuffer{}}
+	e.prefix = redistest.Unique(t)
+	e.queue = "q-" + e.prefix
+	e.st = store.New(e.r.Client, e.prefix)
+	e.sb = sandbox.New(cfg)
+	e.srv = httptest.NewServer(e.sb)
+	t.Cleanup(func() { e.sb.Close(); e.srv.Close() })
+	e.prod = producer.New(e.r.Client, e.prefix, asynq.Queue(e.queue))
+	return e
+}
+
+// addAccounts creates accounts first..first+n-1 in the sandbox and in the
+// store, with an administrator's tokens.
+func (e *env) addAccounts(t *testing.T, first, n int) {
+	t.Helper()
+	for id := first; id < first+n; id++ {
+		sub := fmt.Sprintf("a%d", id)
+		if err := e.sb.AddAccount(sandbox.AccountSpec{ID: id, Subdomain: sub}); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := e.sb.IssueTokens(sub, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.PutAccount(context.Background(), store.Account{ID: int64(id), BaseURL: sandbox.BaseURL(e.srv.URL, sub),
+			AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *env) oauth() *kommo.OAuthConfig {
+	return &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret}
+}
+
+// startWorker runs one in-process worker until the test ends.
+func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, concurrency int) {
+	t.Helper()
+	lc.Prefix = e.prefix
+	lim, err := ratelimit.New(e.r.Client, lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wc.OAuth == nil {
+		wc.OAuth = e.oauth()
+	}
+	if wc.Policy == (retry.Policy{}) {
+		wc.Policy = retry.Policy{Base: 100 * time.Millisecond, Cap: time.Second}
+	}
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	wc.Logger = logger
+	h := worker.NewHandler(e.st, lim, wc)
+	srv, mux := worker.NewServer(e.r.Opt(), h, worker.ServerConfig{Concurrency: concurrency, Queues: map[string]int{e.queue: 1},
+		ShutdownTimeout: 5 * time.Second, Logger: logger})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+}
+
+func (e *env) install(t *testing.T, account int, code string, settings string) {
+	t.Helper()
+	out, err := e.prod.Install(context.Background(), tasks.InstallWidgetPayload{AccountID: int64(account), WidgetCode: code, Settings: json.RawMessage(settings)})
+	if err != nil || out != producer.Queued {
+		t.Fatalf("enqueue %d/%s: %v %v", account, code, out, err)
+	}
+}
+
+type key struct {
+	account int64
+	code    string
+}
+
+// waitFinal waits until every result is final and returns them.
+func (e *env) waitFinal(t *testing.T, keys []key, within time.Duration) map[key]*store.Result {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		out := map[key]*store.Result{}
+		pending := 0
+		for _, k := range keys {
+			r, err := e.st.Result(context.Background(), k.account, k.code)
+			if err != nil || !r.Status.Final() {
+				pending++
+				continue
+			}
+			out[k] = r
+		}
+		if pending == 0 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			counts, _ := e.st.CountByStatus(context.Background())
+			t.Fatalf("%d of %d results not final after %v; by status %v; sandbox %+v", pending, len(keys), within, counts, e.sb.Counters().Total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const seed = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`
+
+func TestInstallsEveryAccountOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 100, 30)
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 20)
+	var keys []key
+	for id := 100; id < 130; id++ {
+		e.install(t, id, sandbox.WidgetAsterisk, seed)
+		keys = append(keys, key{int64(id), sandbox.WidgetAsterisk})
+	}
+	// The same install again is not queued twice.
+	if out, _ := e.prod.Install(context.Background(), tasks.InstallWidgetPayload{AccountID: 100, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed)}); out != producer.AlreadyQueued {
+		t.Fatalf("second enqueue: %s", out)
+	}
+	res := e.waitFinal(t, keys, 30*time.Second)
+	c := e.sb.Counters()
+	for _, k := range keys {
+		r := res[k]
+		if r.Status != store.StatusInstalled || r.Attempts != 1 || r.WidgetID != 101 || r.WidgetVersion != "1.0.3" || r.LastError != nil || r.FinishedAt.IsZero() {
+			t.Fatalf("result %+v", r)
+		}
+		if n := c.Installs(int(k.account), k.code); n != 1 {
+			t.Fatalf("account %d installed %d times", k.account, n)
+		}
+	}
+	if c.Total.RateLimited != 0 {
+		t.Fatalf("%d 429s", c.Total.RateLimited)
+	}
+	logs := e.logs.String()
+	if strings.Contains(logs, "eXaMp1E") || strings.Count(logs, `"outcome":"installed"`) != 30 {
+		t.Fatalf("logs: secret shown or not one line per install:\n%.2000s", logs)
+	}
+	for _, attr := range []string{`"account":100`, `"widget":"amo_asterisk"`, `"task_id":"install:100:amo_asterisk"`, `"attempt":1`, `"duration_ms":`} {
+		if !strings.Contains(logs, attr) {
+			t.Fatalf("log lines lack %s", attr)
+		}
+	}
+}
+
+func TestPermanentFailuresAfterOneAttempt(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 5)
+	ctx := context.Background()
+	// Account 3's token is a plain user's, not an administrator's.
+	user, _ := e.sb.IssueTokens("a3", 32)
+	a3, _ := e.st.GetAccount(ctx, 3)
+	a3.AccessToken, a3.RefreshToken = user.AccessToken, user.RefreshToken
+	_ = e.st.PutAccount(ctx, *a3)
+	// Account 4's token has expired and its refresh token is revoked.
+	e.sb.ExpireAccessTokens("a4")
+	e.sb.RevokeTokens("a4")
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 10)
+
+	e.install(t, 1, sandbox.WidgetAsterisk, `{"login":"x","password":"hunter22","phones":{"abc":"1"}}`)
+	e.install(t, 2, "no_such_widget", `{}`)
+	e.install(t, 3, sandbox.WidgetAsterisk, seed)
+	e.install(t, 4, sandbox.WidgetAsterisk, seed)
+	e.install(t, 999, sandbox.WidgetAsterisk, seed)
+	keys := []key{{1, sandbox.WidgetAsterisk}, {2, "no_such_widget"}, {3, sandbox.WidgetAsterisk}, {4, sandbox.WidgetAsterisk}, {999, sandbox.WidgetAsterisk}}
+	res := e.waitFinal(t, keys, 30*time.Second)
+	want := map[int64]struct{ class, detail string }{
+		1:   {"invalid", "phones.abc: key must be a user ID"},
+		2:   {"not_found", "Widget not found"},
+		3:   {"forbidden", "administrators"},
+		4:   {"token_revoked", "Token has been revoked"},
+		999: {"account_unknown", "no credentials stored for account 999"},
+	}
+	for _, k := range keys {
+		r := res[k]
+		w := want[k.account]
+		if r.Status != store.StatusFailed || r.Attempts != 1 || r.LastError == nil || r.LastError.Class != w.class || !strings.Contains(r.LastError.Detail, w.detail) {
+			t.Errorf("account %d: %+v %+v, want failed/%s with %q after one attempt", k.account, r, r.LastError, w.class, w.detail)
+		}
+	}
+	if n := e.sb.Counters().Total.Installs; n != 0 {
+		t.Fatalf("%d installs happened", n)
+	}
+	if strings.Contains(e.logs.String(), "hunter22") {
+		t.Fatal("a pass setting reached the log")
+	}
+	// Permanent failures are archived, not retried.
+	insp := asynq.NewInspectorFromRedisClient(e.r.Client)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		arch, _ := insp.ListArchivedTasks(e.queue)
+		if len(arch) == len(keys) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d archived tasks, want %d", len(arch), len(keys))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestAmbiguousFailureIsCheckedBeforeInstallingAgain(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 2)
+	// The install reaches Kommo and takes effect, but its answer is cut off.
+	if err := e.sb.SetFaults("a1", sandbox.Faults{TruncateRate: 1, Limit: 1, Routes: []string{"POST /api/v4/widgets/{code}"}}); err != nil {
+		t.Fatal(err)
+	}
+	// And for a2 Kommo fails with a 503 before installing.
+	if err := e.sb.SetFaults("a2", sandbox.Faults{ErrorRate: 1, ErrorStatuses: []int{503}, Limit: 1, Routes: []string{"POST /api/v4/widgets/{code}"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 4)
+	e.install(t, 1, sandbox.WidgetAsterisk, seed)
+	e.install(t, 2, sandbox.WidgetAsterisk, seed)
+	res := e.waitFinal(t, []key{{1, sandbox.WidgetAsterisk}, {2, sandbox.WidgetAsterisk}}, 30*time.Second)
+	r1, r2 := res[key{1, sandbox.WidgetAsterisk}], res[key{2, sandbox.WidgetAsterisk}]
+	if r1.Status != store.StatusAlreadyInstalled || r1.Attempts != 2 {
+		t.Fatalf("after a cut-off answer: %+v", r1)
+	}
+	if r2.Status != store.StatusInstalled || r2.Attempts != 2 {
+		t.Fatalf("after a 503: %+v", r2)
+	}
+	c := e.sb.Counters()
+	if c.Installs(1, sandbox.WidgetAsterisk) != 1 || c.Installs(2, sandbox.WidgetAsterisk) != 1 {
+		t.Fatalf("installs %d and %d, want 1 each", c.Installs(1, sandbox.WidgetAsterisk), c.Installs(2, sandbox.WidgetAsterisk))
+	}
+}
+
+func TestRetryableFailuresExhaustTheBudget(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 1)
+	_ = e.sb.SetFaults("a1", sandbox.Faults{ErrorRate: 1, ErrorStatuses: []int{502}, ErrorHTML: true, Routes: []string{"POST /api/v4/widgets/{code}"}})
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 2)
+	_, err := e.prod.Install(context.Background(), tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed)}, asynq.MaxRetry(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitFinal(t, []key{{1, sandbox.WidgetAsterisk}}, 30*time.Second)[key{1, sandbox.WidgetAsterisk}]
+	if r.Status != store.StatusFailed || r.Attempts != 3 || r.LastError.Class != "server" || r.LastError.HTTPStatus != 502 || r.LastError.RequestID == "" {
+		t.Fatalf("result %+v %+v", r, r.LastError)
+	}
+}
+
+func TestA429PausesTheAccountBeforeItIsBlocked(t *testing.T) {
+	t.Parallel()
+	// Kommo allows 7/s and blocks after 10 violations in a minute; the
+	// worker is misconfigured to send 30/s to one account.
+	e := setup(t, sandbox.Config{Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(24, 500)...)})
+	e.addAccounts(t, 1, 1)
+	e.startWorker(t, worker.Config{RateLimitPause: 300 * time.Millisecond}, ratelimit.Config{PerAccount: 30}, 20)
+	var keys []key
+	for i := range 24 {
+		code := fmt.Sprintf("filler_%04d", i+1)
+		e.install(t, 1, code, `{"note":"x"}`)
+		keys = append(keys, key{1, code})
+	}
+	res := e.waitFinal(t, keys, 90*time.Second)
+	for _, k := range keys {
+		if res[k].Status != store.StatusInstalled {
+			t.Fatalf("%s: %+v %+v", k.code, res[k], res[k].LastError)
+		}
+	}
+	c := e.sb.Counters()
+	if c.Total.RateLimited == 0 {
+		t.Fatal("no 429 at 30/s: the test did not test anything")
+	}
+	if c.Total.Blocks != 0 {
+		t.Fatalf("the account was blocked after %d 429s", c.Total.RateLimited)
+	}
+	t.Logf("%d 429s, no block", c.Total.RateLimited)
+}
+
+func TestBlockedAccountsFailFastWithoutCallingKommo(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 1)
+	e.sb.Block("a1", time.Hour)
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 1)
+	e.install(t, 1, sandbox.WidgetAsterisk, seed)
+	r := e.waitFinal(t, []key{{1, sandbox.WidgetAsterisk}}, 20*time.Second)[key{1, sandbox.WidgetAsterisk}]
+	if r.Status != store.StatusFailed || r.LastError.Class != "blocked" || r.LastError.HTTPStatus != 403 {
+		t.Fatalf("first: %+v %+v", r, r.LastError)
+	}
+	before := e.sb.Counters().Total.Requests
+	e.install(t, 1, sandbox.WidgetCustom, `{"config":1}`)
+	r = e.waitFinal(t, []key{{1, sandbox.WidgetCustom}}, 20*time.Second)[key{1, sandbox.WidgetCustom}]
+	if r.Status != store.StatusFailed || r.LastError.Class != "blocked" || !strings.Contains(r.LastError.Detail, "nothing was sent") {
+		t.Fatalf("second: %+v %+v", r, r.LastError)
+	}
+	if after := e.sb.Counters().Total.Requests; after != before {
+		t.Fatalf("%d requests reached a blocked account", after-before)
+	}
+	if b, _ := e.st.Blocked(context.Background(), 1); b == nil {
+		t.Fatal("no block mark")
+	}
+}
+
+func TestGarbagePayloadsAreArchived(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 1)
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 2)
+	client := asynq.NewClientFromRedisClient(e.r.Client)
+	for i, p := range []string{`not json`, `{"account_id":-1,"widget_code":"w"}`, `{"account_id":1,"widget_code":"../x"}`, `{"account_id":1,"widget_code":"w","settings":[1]}`, `{"surprise":1}`, "\xff"} {
+		if _, err := client.Enqueue(asynq.NewTask(tasks.TypeInstallWidget, []byte(p)), asynq.Queue(e.queue), asynq.TaskID(fmt.Sprint("garbage", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A good task after them still runs.
+	e.install(t, 1, sandbox.WidgetAsterisk, seed)
+	e.waitFinal(t, []key{{1, sandbox.WidgetAsterisk}}, 20*time.Second)
+	insp := asynq.NewInspectorFromRedisClient(e.r.Client)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		arch, _ := insp.ListArchivedTasks(e.queue)
+		if len(arch) == 6 {
+			for _, a := range arch {
+				if !strings.Contains(a.LastErr, "invalid") {
+					t.Fatalf("archived with %q", a.LastErr)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d archived, want 6", len(arch))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
