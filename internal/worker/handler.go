@@ -529,4 +529,3 @@ func firstNonEmpty(ss ...string) string {
 	}
 	return ""
 }
-
