@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all test build lint fuzz sandbox clean
+.PHONY: all test build lint fuzz sandbox demo clean
 
 all: lint test build
 
@@ -21,10 +21,16 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## fuzz: run each fuzz test for FUZZTIME (new findings land in testdata/fuzz)
+FUZZ_TARGETS := ./internal/kommo:FuzzErrorBody ./internal/kommo:FuzzValidateSettings ./internal/kommo:FuzzWidget ./tasks:FuzzDecodeInstallWidget
 fuzz:
-	@for f in FuzzErrorBody FuzzValidateSettings FuzzWidget; do \
-		$(GO) test ./internal/kommo -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+
+## demo: the whole job in one process: embedded Redis, a Kommo sandbox with faults, 300 accounts
+demo:
+	$(GO) run ./cmd/worker -demo
 
 ## sandbox: serve the fake Kommo on 127.0.0.1:8090 with 3 accounts
 sandbox:

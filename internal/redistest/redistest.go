@@ -11,13 +11,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/widgetq/widgetq/internal/redisconn"
 )
 
 // Redis is one test's Redis.
@@ -64,33 +65,11 @@ func New(t testing.TB) *Redis {
 	if err := m.StartAddr("127.0.0.1:0"); err != nil {
 		t.Fatalf("miniredis: %v", err)
 	}
-	stop := Tick(m, 50*time.Millisecond)
+	stop := redisconn.Tick(m, 50*time.Millisecond)
 	t.Cleanup(func() { stop(); m.Close() })
 	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	t.Cleanup(func() { c.Close() })
 	return &Redis{Client: c, Addr: m.Addr(), URL: "redis://" + m.Addr() + "/0", Mini: m}
-}
-
-// Tick keeps a miniredis clock moving with real time, so TTLs run out as
-// they would on a server. It returns the function that stops it.
-func Tick(m *miniredis.Miniredis, every time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var once sync.Once
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-t.C:
-				m.FastForward(now.Sub(last))
-				last = now
-			}
-		}
-	}()
-	return func() { once.Do(func() { close(done) }) }
 }
 
 // Unique returns a name no other test uses: for key prefixes ("{name}")

@@ -377,6 +377,10 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 		r.Status = store.StatusRetrying
 		next = &retry.DeferError{Delay: pause, Reason: fmt.Sprintf("Kommo answered 429 for account %d", a.account)}
 	case ke != nil && ke.Class == kommo.ClassBlocked:
+		if r.LastError.Detail == "" {
+			r.LastError.Detail = fmt.Sprintf("Kommo blocks account %d (%s): only Kommo support lifts it; nothing more is sent to it for %s or until an operator unblocks it",
+				a.account, firstNonEmpty(info.Title, "403"), h.cfg.BlockFor)
+		}
 		if berr := h.st.MarkBlocked(ctx, store.Block{AccountID: a.account, RequestID: ke.RequestID, Detail: info.Title}, h.cfg.BlockFor); berr != nil {
 			h.cfg.Logger.Warn("could not mark account blocked", "account", a.account, "error", berr)
 		}

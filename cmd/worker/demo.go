@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/ratelimit"
+	"github.com/widgetq/widgetq/internal/redisconn"
+	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/worker"
+	"github.com/widgetq/widgetq/producer"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+const demoSettings = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`
+
+// runDemo runs the whole job in one process: an embedded Redis, a Kommo
+// sandbox with transient faults, a few accounts that must fail, the
+// worker, a live progress line, and a summary.
+func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
+	conn, stopRedis, err := redisconn.StartEmbedded("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer stopRedis()
+	rdb := conn.Client()
+	defer rdb.Close()
+
+	// A Kommo with latency, 503s (some as proxy HTML) and resets.
+	sb := sandbox.New(sandbox.Config{Latency: 40 * time.Millisecond, LatencyJitter: 30 * time.Millisecond, Seed: 7})
+	if err := sb.SetFaults("", sandbox.Faults{ErrorRate: 0.08, ErrorStatuses: []int{500, 502, 503, 504}, ResetRate: 0.03}); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{Handler: sb, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = httpSrv.Serve(ln) }()
+	defer func() { sb.Close(); _ = httpSrv.Close() }()
+	sbURL := "http://" + ln.Addr().String()
+
+	logPath := filepath.Join(os.TempDir(), "widgetq-demo.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	st := store.New(rdb, c.prefix)
+	n := c.demoAccounts
+	first := 20001
+	type plan struct {
+		id       int64
+		settings string
+		why      string
+	}
+	var plans []plan
+	for i := range n {
+		id := first + i
+		sub := fmt.Sprintf("demo%d", id)
+		if err := sb.AddAccount(sandbox.AccountSpec{ID: id, Subdomain: sub}); err != nil {
+			return err
+		}
+		user := 0
+		p := plan{id: int64(id), settings: demoSettings}
+		switch {
+		case i%100 == 7: // a plain user's token: not an administrator
+			user = id*10 + 2
+			p.why = "forbidden"
+		case i%100 == 13: // settings missing the required phones
+			p.settings = `{"login":"example","password":"eXaMp1E"}`
+			p.why = "invalid"
+		case i%100 == 42: // blocked by Kommo for earlier abuse
+			sb.Block(sub, 24*time.Hour)
+			p.why = "blocked"
+		}
+		tok, err := sb.IssueTokens(sub, user)
+		if err != nil {
+			return err
+		}
+		if i%100 == 64 { // the integration was uninstalled: tokens revoked
+			sb.RevokeTokens(sub)
+			tok.ExpiresAt = time.Now().Add(-time.Minute)
+			p.why = "token_revoked"
+		}
+		if i%10 == 3 { // expired access tokens: refreshed on the way
+			sb.ExpireAccessTokens(sub)
+			tok.ExpiresAt = time.Now().Add(-time.Minute)
+		}
+		if err := st.PutAccount(ctx, store.Account{ID: int64(id), BaseURL: sandbox.BaseURL(sbURL, sub), AccessToken: tok.AccessToken,
+			RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
+			return err
+		}
+		plans = append(plans, p)
+	}
+	// Two accounts nobody stored credentials for.
+	plans = append(plans, plan{id: 99001, settings: demoSettings}, plan{id: 99002, settings: demoSettings})
+
+	lim, err := ratelimit.New(rdb, ratelimit.Config{PerAccount: c.ratePerAccount, Global: c.rateGlobal, Prefix: c.prefix})
+	if err != nil {
+		return err
+	}
+	h := worker.NewHandler(st, lim, worker.Config{
+		OAuth:          &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret},
+		RequestTimeout: 5 * time.Second,
+		Policy:         retry.Policy{Base: 300 * time.Millisecond, Cap: 3 * time.Second},
+		Logger:         log,
+	})
+	srv, mux := worker.NewServer(conn.Opt, h, worker.ServerConfig{Concurrency: max(c.concurrency, 100), ShutdownTimeout: 5 * time.Second, Logger: log})
+	if err := srv.Start(mux); err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+
+	fmt.Fprintf(stdout, "widgetq demo: %d accounts on a Kommo sandbox (latency 40±30ms, 8%% 5xx, 3%% resets), embedded Redis, %d at once\n",
+		len(plans), max(c.concurrency, 100))
+	fmt.Fprintf(stdout, "worker log: %s\n", logPath)
+	start := time.Now()
+	prod := producer.New(rdb, c.prefix)
+	for _, p := range plans {
+		if _, err := prod.Install(ctx, tasks.InstallWidgetPayload{AccountID: p.id, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(p.settings)}); err != nil {
+			return fmt.Errorf("enqueue account %d: %w", p.id, err)
+		}
+	}
+
+	tty := isTerminal(stdout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastLine := time.Time{}
+	deadline := time.After(3 * time.Minute)
+	var counts map[store.Status]int64
+	for {
+		counts, err = st.CountByStatus(ctx)
+		if err != nil {
+			return err
+		}
+		open := counts[store.StatusQueued] + counts[store.StatusRetrying]
+		line := progressLine(counts, int64(len(plans)), time.Since(start))
+		if tty {
+			fmt.Fprintf(stdout, "\r%s", line)
+		} else if time.Since(lastLine) >= 2*time.Second || open == 0 {
+			fmt.Fprintln(stdout, line)
+			lastLine = time.Now()
+		}
+		if open == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(stdout)
+			return ctx.Err()
+		case <-deadline:
+			fmt.Fprintln(stdout)
+			return fmt.Errorf("demo: %d tasks still open after 3 minutes", open)
+		case <-tick.C:
+		}
+	}
+	if tty {
+		fmt.Fprintln(stdout)
+	}
+	return demoSummary(ctx, stdout, st, sb, counts, time.Since(start))
+}
+
+func progressLine(counts map[store.Status]int64, total int64, elapsed time.Duration) string {
+	done := total - counts[store.StatusQueued] - counts[store.StatusRetrying]
+	width := 30
+	filled := int(float64(width) * float64(done) / float64(max(total, 1)))
+	return fmt.Sprintf("[%s%s] %d/%d done · installed %d · retrying %d · failed %d · %.1fs",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total,
+		counts[store.StatusInstalled]+counts[store.StatusAlreadyInstalled], counts[store.StatusRetrying], counts[store.StatusFailed], elapsed.Seconds())
+}
+
+func demoSummary(ctx context.Context, w io.Writer, st *store.Store, sb *sandbox.Server, counts map[store.Status]int64, elapsed time.Duration) error {
+	fmt.Fprintf(w, "\nResults by status (%.1fs):\n", elapsed.Seconds())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range store.Statuses {
+		if counts[s] > 0 {
+			fmt.Fprintf(tw, "  %s\t%d\n", s, counts[s])
+		}
+	}
+	tw.Flush()
+
+	page, err := st.Results(ctx, store.Query{Status: store.StatusFailed, Limit: 1000})
+	if err != nil {
+		return err
+	}
+	type group struct {
+		n       int
+		example string
+		ids     []string
+	}
+	groups := map[string]*group{}
+	for _, r := range page.Results {
+		class := r.LastError.Class
+		g := groups[class]
+		if g == nil {
+			g = &group{example: r.LastError.Detail}
+			groups[class] = g
+		}
+		g.n++
+		g.ids = append(g.ids, fmt.Sprint(r.AccountID))
+	}
+	if len(groups) > 0 {
+		fmt.Fprintln(w, "\nWhy the failures failed:")
+		classes := make([]string, 0, len(groups))
+		for c := range groups {
+			classes = append(classes, c)
+		}
+		sort.Strings(classes)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  class\taccounts\texample")
+		for _, c := range classes {
+			g := groups[c]
+			ids := strings.Join(g.ids, ",")
+			if len(ids) > 30 {
+				ids = ids[:30] + "…"
+			}
+			fmt.Fprintf(tw, "  %s\t%d (%s)\t%s\n", c, g.n, ids, truncate(g.example, 90))
+		}
+		tw.Flush()
+	}
+	sc := sb.Counters()
+	retried := 0
+	all, err := st.Results(ctx, store.Query{Limit: 100000})
+	if err == nil {
+		for _, r := range all.Results {
+			if r.Attempts > 1 {
+				retried++
+			}
+		}
+	}
+	fmt.Fprintf(w, "\nKommo sandbox saw %d requests: %d installs, %d token refreshes, %d injected 5xx, %d resets, %d answered 429, %d blocked answers.\n",
+		sc.Total.Requests, sc.Total.Installs, sc.Total.Refreshes, sc.Total.InjectedErrors, sc.Total.Resets, sc.Total.RateLimited, sc.Total.BlockedAnswers)
+	fmt.Fprintf(w, "%d accounts needed more than one attempt; none was installed twice.\n", retried)
+	for id, a := range sc.Accounts {
+		for code, n := range a.Installed {
+			if n > 1 {
+				return fmt.Errorf("demo: account %s got widget %s installed %d times", id, code, n)
+			}
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,312 @@
+// Command worker runs widgetq's tasks: it installs and uninstalls Kommo
+// widgets, pacing every account to Kommo's limit across all worker
+// processes, and records a result for every account.
+//
+//	REDIS_URL=redis://127.0.0.1:6379/0 KOMMO_CLIENT_ID=… KOMMO_CLIENT_SECRET=… worker
+//
+// Without REDIS_URL it serves an embedded Redis on 127.0.0.1:6380 (for a
+// demo: nothing survives the process). `worker -demo` runs the whole job on
+// an embedded Redis against an in-process Kommo sandbox.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/ratelimit"
+	"github.com/widgetq/widgetq/internal/redisconn"
+	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/worker"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, new(*usageError)):
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a bad flag or setting: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+type config struct {
+	redisURL, embeddedAddr, prefix            string
+	clientID, clientSecret, redirectURI       string
+	concurrency                               int
+	ratePerAccount, rateGlobal                float64
+	queues                                    map[string]int
+	shutdownTimeout, requestTimeout, blockFor time.Duration
+	retryBase, retryCap                       time.Duration
+	logFormat                                 string
+	logLevel                                  slog.Level
+	demo                                      bool
+	demoAccounts                              int
+	healthLog                                 bool
+}
+
+const usageText = `Usage: worker [flags]
+
+Runs widgetq's install and uninstall tasks from Redis. Every flag can also
+be set by the environment variable named in brackets; a flag wins over its
+variable. Secrets (KOMMO_CLIENT_SECRET, passwords in REDIS_URL) are best
+given by environment.
+
+Flags:
+`
+
+// envFlag is one setting: its flag, its variable, its default and help.
+type envFlag struct {
+	name, env, def, help string
+}
+
+var settings = []envFlag{
+	{"redis-url", "REDIS_URL", "", "Redis: redis://, rediss://, redis-sentinel://, or a comma-separated list of cluster nodes (unset: an embedded Redis)"},
+	{"embedded-addr", "WIDGETQ_EMBEDDED_ADDR", redisconn.EmbeddedAddr, "where to serve the embedded Redis when no REDIS_URL is given"},
+	{"prefix", "WIDGETQ_PREFIX", store.DefaultPrefix, "prefix of widgetq's Redis keys (the same for every worker and enqueue)"},
+	{"client-id", "KOMMO_CLIENT_ID", "", "the integration's OAuth client_id (unset: tokens are used as stored, never refreshed)"},
+	{"client-secret", "KOMMO_CLIENT_SECRET", "", "the integration's OAuth client_secret"},
+	{"redirect-uri", "KOMMO_REDIRECT_URI", "", "the integration's redirect URI, sent with token refreshes"},
+	{"concurrency", "WIDGETQ_CONCURRENCY", "50", "tasks run at once by this process"},
+	{"rate-per-account", "WIDGETQ_RATE_PER_ACCOUNT", "7", "requests per second to one account, over all workers (Kommo's limit is 7)"},
+	{"rate-global", "WIDGETQ_RATE_GLOBAL", "0", "requests per second over all accounts and workers (0: no cap)"},
+	{"queues", "WIDGETQ_QUEUES", tasks.DefaultQueue, "queues to serve, with priorities: name[:weight],…"},
+	{"shutdown-timeout", "WIDGETQ_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long running tasks may finish before they go back to the queue"},
+	{"request-timeout", "WIDGETQ_REQUEST_TIMEOUT", "30s", "bound on each request to Kommo"},
+	{"retry-base", "WIDGETQ_RETRY_BASE", "2s", "first retry delay after a retryable failure (exponential, with jitter)"},
+	{"retry-cap", "WIDGETQ_RETRY_CAP", "10m", "longest retry delay"},
+	{"block-for", "WIDGETQ_BLOCK_FOR", "24h", "how long an account blocked by Kommo (HTML 403) is left alone, unless unblocked"},
+	{"log-format", "WIDGETQ_LOG_FORMAT", "text", "log format: text or json"},
+	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
+	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := map[string]*string{}
+	for _, s := range settings {
+		help := fmt.Sprintf("%s [%s]", s.help, s.env)
+		vals[s.name] = fs.String(s.name, s.def, help)
+	}
+	demo := fs.Bool("demo", false, "run the whole job on an embedded Redis against an in-process Kommo sandbox, print a summary, exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (see -help)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	get := func(name string) (string, string) {
+		for _, s := range settings {
+			if s.name == name {
+				if !set[name] {
+					if v := getenv(s.env); v != "" {
+						return v, s.env
+					}
+				}
+				return *vals[name], "-" + name
+			}
+		}
+		panic("unknown setting " + name)
+	}
+	c := &config{demo: *demo}
+	c.redisURL, _ = get("redis-url")
+	c.embeddedAddr, _ = get("embedded-addr")
+	c.prefix, _ = get("prefix")
+	c.clientID, _ = get("client-id")
+	c.clientSecret, _ = get("client-secret")
+	c.redirectURI, _ = get("redirect-uri")
+	var err error
+	intVal := func(name string, lo int) int {
+		v, src := get(name)
+		n, e := strconv.Atoi(strings.TrimSpace(v))
+		if e != nil || n < lo {
+			err = errors.Join(err, usagef("%s: want an integer ≥ %d, got %q", src, lo, v))
+		}
+		return n
+	}
+	floatVal := func(name string, positive bool) float64 {
+		v, src := get(name)
+		f, e := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if e != nil || f < 0 || (positive && f == 0) || f > 1e6 {
+			want := "a number ≥ 0"
+			if positive {
+				want = "a number > 0"
+			}
+			err = errors.Join(err, usagef("%s: want %s, got %q", src, want, v))
+		}
+		return f
+	}
+	durVal := func(name string) time.Duration {
+		v, src := get(name)
+		d, e := time.ParseDuration(strings.TrimSpace(v))
+		if e != nil || d <= 0 {
+			err = errors.Join(err, usagef("%s: want a positive duration like 30s, got %q", src, v))
+		}
+		return d
+	}
+	c.concurrency = intVal("concurrency", 1)
+	c.demoAccounts = intVal("demo-accounts", 1)
+	c.ratePerAccount = floatVal("rate-per-account", true)
+	c.rateGlobal = floatVal("rate-global", false)
+	c.shutdownTimeout = durVal("shutdown-timeout")
+	c.requestTimeout = durVal("request-timeout")
+	c.retryBase = durVal("retry-base")
+	c.retryCap = durVal("retry-cap")
+	c.blockFor = durVal("block-for")
+	if c.retryCap < c.retryBase {
+		err = errors.Join(err, usagef("retry-cap %s is below retry-base %s", c.retryCap, c.retryBase))
+	}
+	if v, src := get("queues"); true {
+		q, qerr := parseQueues(v)
+		if qerr != nil {
+			err = errors.Join(err, usagef("%s: %v", src, qerr))
+		}
+		c.queues = q
+	}
+	if v, src := get("log-format"); v != "text" && v != "json" {
+		err = errors.Join(err, usagef("%s: want text or json, got %q", src, v))
+	} else {
+		c.logFormat = v
+	}
+	if v, src := get("log-level"); c.logLevel.UnmarshalText([]byte(v)) != nil {
+		err = errors.Join(err, usagef("%s: want debug, info, warn or error, got %q", src, v))
+	}
+	if c.clientID != "" && c.clientSecret == "" {
+		err = errors.Join(err, usagef("KOMMO_CLIENT_SECRET (-client-secret) is required with KOMMO_CLIENT_ID"))
+	}
+	if strings.ContainsAny(c.prefix, "{}: ") || c.prefix == "" {
+		err = errors.Join(err, usagef("prefix: %q must be non-empty without braces, colons or spaces", c.prefix))
+	}
+	if err != nil {
+		return nil, usagef("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return c, nil
+}
+
+func parseQueues(v string) (map[string]int, error) {
+	q := map[string]int{}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		name, w, hasW := strings.Cut(part, ":")
+		weight := 1
+		if hasW {
+			n, err := strconv.Atoi(w)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("queue %q: weight must be a positive integer", name)
+			}
+			weight = n
+		}
+		if name == "" {
+			return nil, fmt.Errorf("empty queue name in %q", v)
+		}
+		q[name] = weight
+	}
+	return q, nil
+}
+
+func newLogger(c *config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.logLevel}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if c.demo {
+		return runDemo(ctx, c, stdout, stderr)
+	}
+	log := newLogger(c, stderr)
+
+	var conn *redisconn.Conn
+	if c.redisURL == "" {
+		var stopEmbedded func()
+		conn, stopEmbedded, err = redisconn.StartEmbedded(c.embeddedAddr)
+		if err != nil {
+			return fmt.Errorf("no REDIS_URL, and %w", err)
+		}
+		defer stopEmbedded()
+		log.Warn("no REDIS_URL: serving an embedded Redis (miniredis); nothing survives this process — for demos only", "addr", c.embeddedAddr)
+	} else {
+		conn, err = redisconn.Parse(c.redisURL)
+		if err != nil {
+			return usagef("%v", err)
+		}
+	}
+	rdb := conn.Client()
+	defer rdb.Close()
+	if err := conn.WaitUp(ctx, rdb, log); err != nil {
+		return err
+	}
+	st := store.New(rdb, c.prefix)
+	lim, err := ratelimit.New(rdb, ratelimit.Config{PerAccount: c.ratePerAccount, Global: c.rateGlobal, Prefix: c.prefix})
+	if err != nil {
+		return usagef("%v", err)
+	}
+	var oauth *kommo.OAuthConfig
+	if c.clientID != "" {
+		oauth = &kommo.OAuthConfig{ClientID: c.clientID, ClientSecret: c.clientSecret, RedirectURL: c.redirectURI}
+	} else {
+		log.Warn("no KOMMO_CLIENT_ID: access tokens are used as stored and never refreshed")
+	}
+	h := worker.NewHandler(st, lim, worker.Config{
+		OAuth: oauth, RequestTimeout: c.requestTimeout, BlockFor: c.blockFor,
+		Policy: retry.Policy{Base: c.retryBase, Cap: c.retryCap}, Logger: log,
+	})
+	srv, mux := worker.NewServer(conn.Opt, h, worker.ServerConfig{
+		Concurrency: c.concurrency, Queues: c.queues, ShutdownTimeout: c.shutdownTimeout, Logger: log,
+		HealthCheck: func(err error) {
+			if err != nil {
+				log.Error("Redis health check failed", "redis", conn.Display, "error", err)
+			}
+		},
+	})
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	log.Info("worker started", "redis", conn.Display, "concurrency", c.concurrency, "queues", fmt.Sprint(c.queues),
+		"rate_per_account", c.ratePerAccount, "rate_global", c.rateGlobal, "prefix", c.prefix)
+	<-ctx.Done()
+	log.Info("stopping: no new tasks; running ones may finish", "within", c.shutdownTimeout.String())
+	srv.Shutdown()
+	log.Info("worker stopped")
+	return nil
+}

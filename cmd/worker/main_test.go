@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/redistest"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/producer"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+// workerBin is the worker built once for the tests that run it as a
+// real process.
+var workerBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "widgetq-worker-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	workerBin = filepath.Join(dir, "worker")
+	if out, err := exec.Command("go", "build", "-race", "-o", workerBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build worker: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestHelpNamesEverySettingAndItsVariable(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if _, err := parseConfig([]string{"-help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-help: %v", err)
+	}
+	for _, s := range settings {
+		if !strings.Contains(out.String(), "-"+s.name) || !strings.Contains(out.String(), "["+s.env+"]") {
+			t.Errorf("-help lacks -%s [%s]", s.name, s.env)
+		}
+	}
+	for _, must := range []string{"REDIS_URL", "KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET", "KOMMO_REDIRECT_URI", "WIDGETQ_CONCURRENCY", "WIDGETQ_RATE_PER_ACCOUNT", "WIDGETQ_RATE_GLOBAL", "-demo"} {
+		if !strings.Contains(out.String(), must) {
+			t.Errorf("-help lacks %s", must)
+		}
+	}
+}
+
+func TestFlagsWinOverEnvironment(t *testing.T) {
+	t.Parallel()
+	c, err := parseConfig([]string{"-concurrency", "9", "-queues", "a:3,b"}, env(map[string]string{
+		"WIDGETQ_CONCURRENCY": "4", "WIDGETQ_RATE_PER_ACCOUNT": "5.5", "WIDGETQ_LOG_FORMAT": "json", "WIDGETQ_QUEUES": "zzz",
+	}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.concurrency != 9 || c.ratePerAccount != 5.5 || c.logFormat != "json" || c.queues["a"] != 3 || c.queues["b"] != 1 || len(c.queues) != 2 {
+		t.Fatalf("config %+v", c)
+	}
+	c, _ = parseConfig(nil, env(nil), &bytes.Buffer{})
+	if c.concurrency != 50 || c.ratePerAccount != 7 || c.rateGlobal != 0 || c.queues[tasks.DefaultQueue] != 1 || c.shutdownTimeout != 25*time.Second {
+		t.Fatalf("defaults %+v", c)
+	}
+}
+
+func TestInvalidConfigNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-concurrency", "0"}, nil, "-concurrency"},
+		{nil, map[string]string{"WIDGETQ_CONCURRENCY": "lots"}, "WIDGETQ_CONCURRENCY"},
+		{nil, map[string]string{"WIDGETQ_RATE_PER_ACCOUNT": "0"}, "WIDGETQ_RATE_PER_ACCOUNT"},
+		{[]string{"-rate-global", "-1"}, nil, "-rate-global"},
+		{nil, map[string]string{"WIDGETQ_SHUTDOWN_TIMEOUT": "soon"}, "WIDGETQ_SHUTDOWN_TIMEOUT"},
+		{[]string{"-log-format", "xml"}, nil, "-log-format"},
+		{[]string{"-log-level", "loud"}, nil, "-log-level"},
+		{[]string{"-queues", "a:0"}, nil, "-queues"},
+		{nil, map[string]string{"KOMMO_CLIENT_ID": "x"}, "KOMMO_CLIENT_SECRET"},
+		{[]string{"-retry-base", "1m", "-retry-cap", "1s"}, nil, "retry-cap"},
+		{[]string{"-prefix", "a:b"}, nil, "prefix"},
+		{[]string{"-nope"}, nil, "nope"},
+		{[]string{"stray"}, nil, "stray"},
+	} {
+		err := run(context.Background(), c.args, env(c.env), &bytes.Buffer{}, &bytes.Buffer{})
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: %v, want a usage error naming %s", c.args, c.env, err, c.want)
+		}
+	}
+	// A bad REDIS_URL is a usage error too, and hides its password.
+	err := run(context.Background(), nil, env(map[string]string{"REDIS_URL": "postgres://u:hunter2@h/0"}), &bytes.Buffer{}, &bytes.Buffer{})
+	var ue *usageError
+	if !errors.As(err, &ue) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad REDIS_URL: %v", err)
+	}
+}
+
+func TestBadConfigExitsWith2(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(workerBin, "-concurrency", "-3")
+	cmd.Env = append(os.Environ(), "REDIS_URL=")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "-concurrency") {
+		t.Fatalf("exit %v, output %s", err, out)
+	}
+}
+
+// fleet is a sandbox, a Redis, and worker processes serving one queue.
+type fleet struct {
+	r      *redistest.Redis
+	prefix string
+	queue  string
+	sb     *sandbox.Server
+	srv    *httptest.Server
+	st     *store.Store
+	prod   *producer.Producer
+}
+
+func newFleet(t *testing.T, cfg sandbox.Config) *fleet {
+	t.Helper()
+	f := &fleet{r: redistest.New(t)}
+	f.prefix = redistest.Unique(t)
+	f.queue = "q-" + f.prefix
+	f.sb = sandbox.New(cfg)
+	f.srv = httptest.NewServer(f.sb)
+	t.Cleanup(func() { f.sb.Close(); f.srv.Close() })
+	f.st = store.New(f.r.Client, f.prefix)
+	f.prod = producer.New(f.r.Client, f.prefix, asynq.Queue(f.queue))
+	return f
+}
+
+func (f *fleet) addAccounts(t *testing.T, first, n int) {
+	t.Helper()
+	for id := first; id < first+n; id++ {
+		sub := fmt.Sprintf("a%d", id)
+		if err := f.sb.AddAccount(sandbox.AccountSpec{ID: id, Subdomain: sub}); err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := f.sb.IssueTokens(sub, 0)
+		if err := f.st.PutAccount(context.Background(), store.Account{ID: int64(id), BaseURL: sandbox.BaseURL(f.srv.URL, sub),
+			AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// proc is a worker process.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// start runs a worker process on the fleet's queue and waits until it
+// says it started.
+func (f *fleet) start(t *testing.T, extra ...string) *proc {
+	t.Helper()
+	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(workerBin, extra...)
+	p.cmd.Env = append(os.Environ(),
+		"REDIS_URL="+f.r.URL, "WIDGETQ_PREFIX="+f.prefix, "WIDGETQ_QUEUES="+f.queue,
+		"KOMMO_CLIENT_ID="+sandbox.DefaultClientID, "KOMMO_CLIENT_SECRET="+sandbox.DefaultClientSecret,
+		"WIDGETQ_RETRY_BASE=200ms", "WIDGETQ_RETRY_CAP=1s", "WIDGETQ_REQUEST_TIMEOUT=5s", "WIDGETQ_LOG_FORMAT=json", "WIDGETQ_CONCURRENCY=30")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("worker %d output (tail):\n%s", p.cmd.Process.Pid, tail(p.out.String(), 3000))
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.out.String(), "worker started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("worker did not start:\n%s", p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+const seed = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`
+
+func (f *fleet) install(t *testing.T, account int64, code, settings string) {
+	t.Helper()
+	if out, err := f.prod.Install(context.Background(), tasks.InstallWidgetPayload{AccountID: account, WidgetCode: code, Settings: json.RawMessage(settings)}); err != nil || out != producer.Queued {
+		t.Fatalf("enqueue %d/%s: %s %v", account, code, out, err)
+	}
+}
+
+// waitAllFinal waits until no result is queued or retrying and n exist.
+func (f *fleet) waitAllFinal(t *testing.T, n int64, within time.Duration) map[store.Status]int64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		counts, err := f.st.CountByStatus(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int64
+		for _, c := range counts {
+			total += c
+		}
+		if total == n && counts[store.StatusQueued] == 0 && counts[store.StatusRetrying] == 0 {
+			return counts
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not all final after %v: %v; sandbox %+v", within, counts, f.sb.Counters().Total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestTwoWorkerProcessesInstall300AccountsThroughFaults(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, sandbox.Config{Latency: 20 * time.Millisecond, LatencyJitter: 15 * time.Millisecond})
+	f.addAccounts(t, 1000, 300)
+	if err := f.sb.SetFaults("", sandbox.Faults{ErrorRate: 0.1, ErrorStatuses: []int{500, 502, 503, 504}, ResetRate: 0.03}); err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := f.start(t), f.start(t)
+	for id := int64(1000); id < 1300; id++ {
+		f.install(t, id, sandbox.WidgetAsterisk, seed)
+	}
+	counts := f.waitAllFinal(t, 300, 2*time.Minute)
+	if counts[store.StatusInstalled] != 300 {
+		t.Fatalf("by status %v, want 300 installed", counts)
+	}
+	c := f.sb.Counters()
+	for id := 1000; id < 1300; id++ {
+		if n := c.Installs(id, sandbox.WidgetAsterisk); n != 1 {
+			t.Fatalf("account %d installed %d times", id, n)
+		}
+	}
+	if c.Total.RateLimited != 0 || c.Total.InjectedErrors == 0 || c.Total.Resets == 0 {
+		t.Fatalf("429s %d (want 0), injected errors %d and resets %d (want some)", c.Total.RateLimited, c.Total.InjectedErrors, c.Total.Resets)
+	}
+	// Both processes worked, and neither logged a secret.
+	for _, p := range []*proc{p1, p2} {
+		out := p.out.String()
+		if !strings.Contains(out, `"msg":"attempt"`) {
+			t.Errorf("worker %d ran no task", p.cmd.Process.Pid)
+		}
+		if strings.Contains(out, "eXaMp1E") || strings.Contains(out, "at_") || strings.Contains(out, "rt_") {
+			t.Errorf("worker %d logged a secret", p.cmd.Process.Pid)
+		}
+	}
+}
+
+func TestOneRefreshAcrossThreeWorkerProcesses(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, sandbox.Config{RatePerSecond: 60, Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(50, 500)...)})
+	f.addAccounts(t, 1, 1)
+	// The stored access token is expired: every task needs a refresh.
+	f.sb.ExpireAccessTokens("a1")
+	a, _ := f.st.GetAccount(context.Background(), 1)
+	a.ExpiresAt = time.Now().Add(-time.Hour)
+	if err := f.st.PutAccount(context.Background(), *a); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		f.start(t, "-rate-per-account", "50")
+	}
+	for i := range 50 {
+		f.install(t, 1, fmt.Sprintf("filler_%04d", i+1), `{"note":"n"}`)
+	}
+	counts := f.waitAllFinal(t, 50, time.Minute)
+	c := f.sb.Counters().Accounts["1"]
+	if counts[store.StatusInstalled] != 50 || c.Refreshes != 1 || c.RevokedReuses != 0 {
+		t.Fatalf("by status %v; refreshes %d, revoked reuses %d; want 50 installed, 1 refresh, 0 reuses", counts, c.Refreshes, c.RevokedReuses)
+	}
+	page, _ := f.st.Results(context.Background(), store.Query{Status: store.StatusFailed})
+	if page.Total != 0 {
+		t.Fatalf("failures: %+v", page.Results)
+	}
+}
+
+func TestSIGTERMThenRestartLosesAndDoublesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, sandbox.Config{Latency: 400 * time.Millisecond, RatePerSecond: -1})
+	f.addAccounts(t, 1, 150)
+	p := f.start(t, "-shutdown-timeout", "200ms")
+	for id := int64(1); id <= 150; id++ {
+		f.install(t, id, sandbox.WidgetAsterisk, seed)
+	}
+	// Stop it in the middle of the run.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		counts, _ := f.st.CountByStatus(context.Background())
+		if counts[store.StatusInstalled] >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no progress")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("worker exit after SIGTERM: %v\n%s", err, tail(p.out.String(), 2000))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker did not stop on SIGTERM")
+	}
+	if !strings.Contains(p.out.String(), "worker stopped") {
+		t.Fatalf("no clean stop:\n%s", tail(p.out.String(), 2000))
+	}
+	mid, _ := f.st.CountByStatus(context.Background())
+	if mid[store.StatusInstalled] == 150 {
+		t.Fatal("the run finished before the stop: nothing was tested")
+	}
+	f.start(t)
+	counts := f.waitAllFinal(t, 150, 2*time.Minute)
+	if counts[store.StatusInstalled]+counts[store.StatusAlreadyInstalled] != 150 {
+		t.Fatalf("after restart: %v", counts)
+	}
+	c := f.sb.Counters()
+	for id := 1; id <= 150; id++ {
+		if n := c.Installs(id, sandbox.WidgetAsterisk); n != 1 {
+			t.Fatalf("account %d installed %d times", id, n)
+		}
+	}
+	t.Logf("stopped with %v; after restart %v", mid, counts)
+}

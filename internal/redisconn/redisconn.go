@@ -1,0 +1,150 @@
+// Package redisconn turns REDIS_URL into connections for asynq and for
+// widgetq's store, and names the server in errors without its password.
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// EmbeddedAddr is where `worker` serves an embedded Redis when REDIS_URL
+// is unset, and where `enqueue` then looks for it.
+const EmbeddedAddr = "127.0.0.1:6380"
+
+// Conn is a parsed REDIS_URL.
+type Conn struct {
+	// Opt is for asynq.
+	Opt asynq.RedisConnOpt
+	// Display names the server(s) without credentials.
+	Display string
+}
+
+// Parse reads a REDIS_URL: redis://, rediss://, redis-socket://,
+// redis-sentinel:// (asynq's forms), or a comma-separated list of
+// redis://host:port nodes for a Redis Cluster.
+func Parse(raw string) (*Conn, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, errors.New("REDIS_URL: empty")
+	}
+	if strings.Contains(raw, ",") && !strings.HasPrefix(raw, "redis-sentinel://") {
+		var addrs []string
+		var password, username string
+		for _, part := range strings.Split(raw, ",") {
+			u, err := url.Parse(strings.TrimSpace(part))
+			if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+				return nil, fmt.Errorf("REDIS_URL: cluster node %q: want redis://host:port", redact(part))
+			}
+			addrs = append(addrs, u.Host)
+			if u.User != nil {
+				username = u.User.Username()
+				password, _ = u.User.Password()
+			}
+		}
+		return &Conn{Opt: asynq.RedisClusterClientOpt{Addrs: addrs, Username: username, Password: password}, Display: "cluster " + strings.Join(addrs, ",")}, nil
+	}
+	opt, err := asynq.ParseRedisURI(raw)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL %s: %s", redact(raw), strings.TrimPrefix(err.Error(), "asynq: "))
+	}
+	return &Conn{Opt: opt, Display: redact(raw)}, nil
+}
+
+// Embedded returns the connection to an embedded Redis at addr.
+func Embedded(addr string) *Conn {
+	return &Conn{Opt: asynq.RedisClientOpt{Addr: addr}, Display: "redis://" + addr + " (embedded)"}
+}
+
+// Client makes a go-redis client on the same server.
+func (c *Conn) Client() redis.UniversalClient {
+	return c.Opt.MakeRedisClient().(redis.UniversalClient)
+}
+
+// redact hides the password of a URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	return u.String()
+}
+
+// Ping checks that the server answers, with a clear error naming it.
+func (c *Conn) Ping(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("Redis at %s does not answer: %v", c.Display, err)
+	}
+	return nil
+}
+
+// WaitUp pings until the server answers or ctx ends, logging each failure
+// with the next delay (1s doubling to 30s).
+func (c *Conn) WaitUp(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) error {
+	delay := time.Second
+	for {
+		err := c.Ping(ctx, rdb)
+		if err == nil {
+			return nil
+		}
+		log.Error(err.Error()+"; retrying", "retry_in", delay.String())
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(delay*2, 30*time.Second)
+	}
+}
+
+// StartEmbedded serves an in-process Redis (miniredis) on addr, its clock
+// kept moving with real time so TTLs (locks, leases, pauses) run out. stop
+// closes it.
+func StartEmbedded(addr string) (conn *Conn, stop func(), err error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr(addr); err != nil {
+		return nil, nil, fmt.Errorf("embedded Redis cannot listen on %s: %w", addr, err)
+	}
+	stopTick := Tick(m, 100*time.Millisecond)
+	return Embedded(m.Addr()), func() { stopTick(); m.Close() }, nil
+}
+
+// Tick moves a miniredis clock with real time (miniredis only moves TTLs
+// when told to). It returns the function that stops it.
+func Tick(m *miniredis.Miniredis, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
