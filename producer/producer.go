@@ -24,7 +24,107 @@ const (
 	// pending, running, retrying, archived, or completed within its
 	// retention; nothing was added.
 	AlreadyQueued Outcome = "already_queued"
+	// Invalid: the payload, or the account (with RequireAccounts), was
+	// refused; Result.Err says why. Nothing was added.
+	Invalid Outcome = "invalid"
 )
+
+// Result is the outcome of one enqueue of a batch.
+type Result struct {
+	Outcome Outcome
+	// TaskID is the task's ID when queued or already queued.
+	TaskID string
+	// Err is the reason when Invalid, or the failure when the enqueue
+	// could not be made (Outcome then empty).
+	Err error
+}
+
+// ErrNoCredentials is the reason of an Invalid outcome for an account
+// with no stored credentials (with RequireAccounts).
+var ErrNoCredentials = errors.New("no credentials stored for the account")
+
+// BatchOptions tune InstallMany.
+type BatchOptions struct {
+	// RequireAccounts refuses payloads whose account has no credentials.
+	RequireAccounts bool
+	// DryRun checks everything and enqueues nothing: the outcomes say
+	// what would happen (Queued for what would be enqueued).
+	DryRun bool
+	// Options are added to every task.
+	Options []asynq.Option
+}
+
+// InstallMany enqueues many installs, each with its own outcome, in the
+// order given. Account checks and queued marks take one round trip per
+// batch; each enqueue is one.
+func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidgetPayload, bo BatchOptions) []Result {
+	out := make([]Result, len(payloads))
+	built := make([]*asynq.Task, len(payloads))
+	opts := append(append([]asynq.Option(nil), p.opts...), bo.Options...)
+	var ids []int64
+	for i := range payloads {
+		pl := &payloads[i]
+		if pl.EnqueueID == "" {
+			pl.EnqueueID = tasks.NewEnqueueID()
+		}
+		t, err := tasks.NewInstallWidgetTask(*pl, opts...)
+		if err != nil {
+			out[i] = Result{Outcome: Invalid, Err: err}
+			continue
+		}
+		built[i] = t
+		ids = append(ids, pl.AccountID)
+	}
+	if bo.RequireAccounts && len(ids) > 0 {
+		exist, err := p.st.AccountsExist(ctx, ids)
+		if err != nil {
+			for i := range out {
+				if built[i] != nil {
+					out[i] = Result{Err: err}
+					built[i] = nil
+				}
+			}
+			return out
+		}
+		for i, pl := range payloads {
+			if built[i] != nil && !exist[pl.AccountID] {
+				out[i] = Result{Outcome: Invalid, Err: fmt.Errorf("account %d: %w", pl.AccountID, ErrNoCredentials)}
+				built[i] = nil
+			}
+		}
+	}
+	var marks []store.Queued
+	for i, t := range built {
+		if t == nil {
+			continue
+		}
+		pl := payloads[i]
+		id := tasks.InstallTaskID(pl.AccountID, pl.WidgetCode)
+		if bo.DryRun {
+			out[i] = Result{Outcome: Queued, TaskID: id}
+			continue
+		}
+		info, err := p.client.EnqueueContext(ctx, t)
+		switch {
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			out[i] = Result{Outcome: AlreadyQueued, TaskID: id}
+		case err != nil:
+			out[i] = Result{Err: fmt.Errorf("enqueue install of widget %s for account %d: %w", pl.WidgetCode, pl.AccountID, err)}
+		default:
+			out[i] = Result{Outcome: Queued, TaskID: info.ID}
+			marks = append(marks, store.Queued{Op: "install", AccountID: pl.AccountID, Code: pl.WidgetCode, TaskID: info.ID, EnqueueID: pl.EnqueueID})
+		}
+	}
+	if err := p.st.MarkQueuedMany(ctx, marks); err != nil {
+		// The tasks are queued: a worker records their results anyway.
+		for i := range out {
+			if out[i].Outcome == Queued && out[i].Err == nil && !bo.DryRun {
+				out[i].Err = fmt.Errorf("queued, but not marked queued: %w", err)
+			}
+		}
+	}
+	return out
+}
 
 // Producer enqueues tasks. It is safe for concurrent use.
 type Producer struct {

@@ -148,3 +148,12 @@ func Tick(m *miniredis.Miniredis, every time.Duration) (stop func()) {
 	}()
 	return func() { once.Do(func() { close(done) }) }
 }
+
+// quietLogger drops go-redis's own log lines (dial failures and the like):
+// widgetq reports connection trouble itself, once, with the address.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// Quiet silences go-redis's internal logger for the process.
+func Quiet() { redis.SetLogger(quietLogger{}) }

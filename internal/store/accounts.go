@@ -330,3 +330,23 @@ func (s *Store) ListBlocked(ctx context.Context) ([]Block, error) {
 	}
 	return out, nil
 }
+
+// AccountsExist reports which of the accounts have credentials, in one
+// round trip.
+func (s *Store) AccountsExist(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	cmds := make([]*redis.IntCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range ids {
+			cmds[i] = p.Exists(ctx, s.accountKey(n))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, redisErr("check accounts", err)
+	}
+	out := make(map[int64]bool, len(ids))
+	for i, n := range ids {
+		out[n] = cmds[i].Val() == 1
+	}
+	return out, nil
+}

@@ -282,3 +282,48 @@ func statusList() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Queued is one MarkQueued of a batch.
+type Queued struct {
+	Op        string
+	AccountID int64
+	Code      string
+	TaskID    string
+	EnqueueID string
+}
+
+// MarkQueuedMany is MarkQueued for many tasks in one round trip.
+func (s *Store) MarkQueuedMany(ctx context.Context, qs []Queued) error {
+	return s.markQueuedMany(ctx, qs, true)
+}
+
+func (s *Store) markQueuedMany(ctx context.Context, qs []Queued, retry bool) error {
+	if len(qs) == 0 {
+		return nil
+	}
+	now := s.now().UTC()
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, q := range qs {
+			r := &Result{AccountID: q.AccountID, WidgetCode: q.Code, Operation: q.Op, Status: StatusQueued, TaskID: q.TaskID,
+				EnqueueID: q.EnqueueID, QueuedAt: now, CreatedAt: now, UpdatedAt: now}
+			data, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, now.Format(time.RFC3339Nano), "queued"}
+			for _, st := range Statuses {
+				args = append(args, string(st))
+			}
+			recordScript.EvalSha(ctx, p, s.resultKeys(r.AccountID, r.WidgetCode), args...)
+		}
+		return nil
+	})
+	if err != nil && retry && strings.Contains(err.Error(), "NOSCRIPT") {
+		// The script is not cached on this server yet: load it, try again.
+		if lerr := recordScript.Load(ctx, s.rdb).Err(); lerr != nil {
+			return redisErr("load script", lerr)
+		}
+		return s.markQueuedMany(ctx, qs, false)
+	}
+	return redisErr("mark queued", err)
+}
