@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -112,10 +113,14 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 			out[i] = Result{Err: fmt.Errorf("enqueue install of widget %s for account %d: %w", pl.WidgetCode, pl.AccountID, err)}
 		default:
 			out[i] = Result{Outcome: Queued, TaskID: info.ID}
-			marks = append(marks, store.Queued{Op: "install", AccountID: pl.AccountID, Code: pl.WidgetCode, TaskID: info.ID, EnqueueID: pl.EnqueueID})
+			marks = append(marks, store.Queued{Op: "install", Queue: info.Queue, AccountID: pl.AccountID, Code: pl.WidgetCode, TaskID: info.ID, EnqueueID: pl.EnqueueID})
 		}
 	}
-	if err := p.st.MarkQueuedMany(ctx, marks); err != nil {
+	// What is queued gets marked even if the caller gives up now: an
+	// interrupted bulk must not leave queued tasks without a result.
+	markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.st.MarkQueuedMany(markCtx, marks); err != nil {
 		// The tasks are queued: a worker records their results anyway.
 		for i := range out {
 			if out[i].Outcome == Queued && out[i].Err == nil && !bo.DryRun {
@@ -176,7 +181,9 @@ func (p *Producer) enqueue(ctx context.Context, t *asynq.Task, op string, accoun
 	}
 	// After the enqueue: a worker may already have recorded this very
 	// enqueueing, and MarkQueued then leaves its result alone.
-	if _, err := p.st.MarkQueued(ctx, op, account, code, info.ID, enqueueID); err != nil {
+	markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := p.st.MarkQueued(markCtx, store.Queued{Op: op, Queue: info.Queue, AccountID: account, Code: code, TaskID: info.ID, EnqueueID: enqueueID}); err != nil {
 		return Queued, fmt.Errorf("task %s queued, but its result could not be marked queued: %w", info.ID, err)
 	}
 	return Queued, nil

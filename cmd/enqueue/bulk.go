@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
@@ -27,6 +29,7 @@ type bulkOptions struct {
 	parallel   int
 	batch      int
 	noProgress bool
+	maxRetry   int
 }
 
 func newBulkCmd(a *app) *cobra.Command {
@@ -66,6 +69,7 @@ Exit code 1 when any line was rejected or could not be enqueued, else 0.`,
 	f.IntVar(&o.parallel, "parallel", 8, "enqueues in flight at once")
 	f.IntVar(&o.batch, "batch", 200, "lines per batch (one round trip for account checks and queued marks)")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar or lines")
+	f.IntVar(&o.maxRetry, "max-retry", 0, "attempts per task (0: the default, "+strconv.Itoa(tasks.DefaultMaxRetry)+")")
 	return cmd
 }
 
@@ -77,6 +81,13 @@ type bulkStats struct {
 func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 	if o.parallel < 1 || o.parallel > 256 {
 		return usagef("--parallel: want 1..256, got %d", o.parallel)
+	}
+	if o.maxRetry < 0 || o.maxRetry > 100 {
+		return usagef("--max-retry: want 0..100, got %d", o.maxRetry)
+	}
+	var taskOpts []asynq.Option
+	if o.maxRetry > 0 {
+		taskOpts = append(taskOpts, asynq.MaxRetry(o.maxRetry))
 	}
 	if o.batch < 1 || o.batch > 10000 {
 		return usagef("--batch: want 1..10000, got %d", o.batch)
@@ -177,7 +188,7 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 				for i, e := range b.entries {
 					payloads[i] = e.Payload
 				}
-				res := a.prod.InstallMany(ctx, payloads, producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun})
+				res := a.prod.InstallMany(ctx, payloads, producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun, Options: taskOpts})
 				for i, r := range res {
 					e := b.entries[i]
 					switch {

@@ -97,7 +97,7 @@ func (a *app) replay(ctx context.Context, o replayOptions) error {
 		if id == "" {
 			id = taskIDOf(r.Operation, r.AccountID, r.WidgetCode)
 		}
-		info, queue := findTask(insp, queues, id)
+		info, queue := findTask(insp, append([]string{r.Queue}, queues...), id)
 		class := ""
 		if r.LastError != nil {
 			class = r.LastError.Class
@@ -160,6 +160,9 @@ func taskIDOf(op string, account int64, code string) string {
 
 func findTask(insp *asynq.Inspector, queues []string, id string) (*asynq.TaskInfo, string) {
 	for _, q := range queues {
+		if q == "" {
+			continue
+		}
 		if info, err := insp.GetTaskInfo(q, id); err == nil {
 			return info, q
 		}
@@ -211,7 +214,7 @@ func (a *app) requeue(ctx context.Context, e store.JournalEntry) error {
 	if _, err := client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return err
 	}
-	if _, err := a.st.MarkQueued(ctx, op, account, code, e.TaskID, enqueueID); err != nil {
+	if _, err := a.st.MarkQueued(ctx, store.Queued{Op: op, Queue: e.Queue, AccountID: account, Code: code, TaskID: e.TaskID, EnqueueID: enqueueID}); err != nil {
 		return err
 	}
 	return a.st.JournalDel(ctx, e.TaskID)

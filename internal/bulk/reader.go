@@ -382,6 +382,9 @@ func (r *Reader) dedupe(line int, p tasks.InstallWidgetPayload, raw []byte) *Rej
 
 func jsonReason(err error) string {
 	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field == "" {
+		return fmt.Sprintf("want a JSON object {account_id, widget_code, settings}, got %s", te.Value)
+	}
 	if errors.As(err, &te) {
 		want := map[string]string{"account_id": "a positive integer", "widget_code": "a string", "settings": "a JSON object"}[te.Field]
 		if want == "" {

@@ -59,6 +59,7 @@ type Result struct {
 	Operation     string     `json:"operation"` // "install" or "uninstall"
 	Status        Status     `json:"status"`
 	TaskID        string     `json:"task_id,omitempty"`
+	Queue         string     `json:"queue,omitempty"`
 	EnqueueID     string     `json:"enqueue_id,omitempty"`
 	WidgetID      int        `json:"widget_id,omitempty"`
 	WidgetVersion string     `json:"widget_version,omitempty"`
@@ -144,9 +145,9 @@ func (s *Store) Record(ctx context.Context, r *Result) error {
 // queued, keeping only when the account and widget were first seen. It
 // writes nothing if a worker already recorded this enqueueing (same
 // enqueue ID), and reports whether it wrote.
-func (s *Store) MarkQueued(ctx context.Context, op string, account int64, code, taskID, enqueueID string) (bool, error) {
+func (s *Store) MarkQueued(ctx context.Context, q Queued) (bool, error) {
 	now := s.now().UTC()
-	r := &Result{AccountID: account, WidgetCode: code, Operation: op, Status: StatusQueued, TaskID: taskID, EnqueueID: enqueueID, QueuedAt: now}
+	r := &Result{AccountID: q.AccountID, WidgetCode: q.Code, Operation: q.Op, Status: StatusQueued, TaskID: q.TaskID, Queue: q.Queue, EnqueueID: q.EnqueueID, QueuedAt: now}
 	return s.record(ctx, r, "queued")
 }
 
@@ -283,9 +284,10 @@ func statusList() string {
 	return strings.Join(parts, ", ")
 }
 
-// Queued is one MarkQueued of a batch.
+// Queued describes a task just enqueued, for MarkQueued.
 type Queued struct {
 	Op        string
+	Queue     string
 	AccountID int64
 	Code      string
 	TaskID    string
@@ -304,7 +306,7 @@ func (s *Store) markQueuedMany(ctx context.Context, qs []Queued, retry bool) err
 	now := s.now().UTC()
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, q := range qs {
-			r := &Result{AccountID: q.AccountID, WidgetCode: q.Code, Operation: q.Op, Status: StatusQueued, TaskID: q.TaskID,
+			r := &Result{AccountID: q.AccountID, WidgetCode: q.Code, Operation: q.Op, Status: StatusQueued, TaskID: q.TaskID, Queue: q.Queue,
 				EnqueueID: q.EnqueueID, QueuedAt: now, CreatedAt: now, UpdatedAt: now}
 			data, err := json.Marshal(r)
 			if err != nil {

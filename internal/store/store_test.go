@@ -240,7 +240,7 @@ func TestResultsAndIndexes(t *testing.T) {
 	ctx := context.Background()
 	for a := int64(1); a <= 3; a++ {
 		for _, code := range []string{"w_a", "w_b"} {
-			if _, err := s.MarkQueued(ctx, "install", a, code, fmt.Sprintf("install:%d:%s", a, code), "e1"); err != nil {
+			if _, err := s.MarkQueued(ctx, store.Queued{Op: "install", AccountID: a, Code: code, TaskID: fmt.Sprintf("install:%d:%s", a, code), EnqueueID: "e1"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -308,7 +308,7 @@ func TestMarkQueuedNeverOverwritesTheWorker(t *testing.T) {
 	if err := s.Record(ctx, &store.Result{AccountID: 1, WidgetCode: "w", Operation: "install", Status: store.StatusInstalled, EnqueueID: "e7"}); err != nil {
 		t.Fatal(err)
 	}
-	wrote, err := s.MarkQueued(ctx, "install", 1, "w", "install:1:w", "e7")
+	wrote, err := s.MarkQueued(ctx, store.Queued{Op: "install", AccountID: 1, Code: "w", TaskID: "install:1:w", EnqueueID: "e7"})
 	if err != nil || wrote {
 		t.Fatalf("MarkQueued over the worker's result: wrote %v, %v", wrote, err)
 	}
@@ -316,7 +316,7 @@ func TestMarkQueuedNeverOverwritesTheWorker(t *testing.T) {
 		t.Fatalf("status %s", r.Status)
 	}
 	// A new enqueueing does start afresh.
-	if wrote, _ := s.MarkQueued(ctx, "install", 1, "w", "install:1:w", "e8"); !wrote {
+	if wrote, _ := s.MarkQueued(ctx, store.Queued{Op: "install", AccountID: 1, Code: "w", TaskID: "install:1:w", EnqueueID: "e8"}); !wrote {
 		t.Fatal("a new enqueueing was not recorded")
 	}
 	counts, _ := s.CountByStatus(ctx)
@@ -329,7 +329,7 @@ func TestInFlightMarkIsClearedByAVerdict(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := context.Background()
-	if _, err := s.MarkQueued(ctx, "install", 1, "w", "install:1:w", "e1"); err != nil {
+	if _, err := s.MarkQueued(ctx, store.Queued{Op: "install", AccountID: 1, Code: "w", TaskID: "install:1:w", EnqueueID: "e1"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.MarkInFlight(ctx, 1, "w"); err != nil {

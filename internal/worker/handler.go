@@ -123,6 +123,7 @@ type attempt struct {
 	code       string
 	enqueueID  string
 	taskID     string
+	queue      string
 	retryCount int
 	maxRetry   int
 	prev       *store.Result
@@ -203,6 +204,7 @@ func (h *Handler) badPayload(ctx context.Context, t *asynq.Task, err error) erro
 func (h *Handler) begin(ctx context.Context, op string, account int64, code, enqueueID string) (*attempt, error) {
 	a := &attempt{op: op, account: account, code: code, enqueueID: enqueueID}
 	a.taskID, _ = asynq.GetTaskID(ctx)
+	a.queue, _ = asynq.GetQueueName(ctx)
 	a.retryCount, _ = asynq.GetRetryCount(ctx)
 	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
 	prev, err := h.st.Result(ctx, account, code)
@@ -412,7 +414,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 }
 
 func (h *Handler) resultBase(a *attempt) *store.Result {
-	r := &store.Result{AccountID: a.account, WidgetCode: a.code, Operation: a.op, TaskID: a.taskID, EnqueueID: a.enqueueID}
+	r := &store.Result{AccountID: a.account, WidgetCode: a.code, Operation: a.op, TaskID: a.taskID, Queue: a.queue, EnqueueID: a.enqueueID}
 	if a.prev != nil && a.prev.EnqueueID == a.enqueueID {
 		r.Attempts = a.prev.Attempts
 		r.QueuedAt = a.prev.QueuedAt
