@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all test build lint fuzz sandbox demo clean
+.PHONY: all test build lint fuzz sandbox demo bench-bulk clean
 
 all: lint test build
 
@@ -31,6 +31,11 @@ fuzz:
 ## demo: the whole job in one process: embedded Redis, a Kommo sandbox with faults, 300 accounts
 demo:
 	$(GO) run ./cmd/worker -demo
+
+## bench-bulk: enqueue bulk of 100,000 lines vs plain parallel asynq Enqueue, same Redis, same run
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9
+bench-bulk:
+	REDIS_URL=$(BENCH_REDIS_URL) $(GO) test ./cmd/enqueue -run '^$$' -bench Bulk -benchtime 3x
 
 ## sandbox: serve the fake Kommo on 127.0.0.1:8090 with 3 accounts
 sandbox:

@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/widgetq/widgetq/internal/autopipe"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -94,7 +96,9 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 			}
 		}
 	}
-	var marks []store.Queued
+	// The enqueues run concurrently, so that they share round trips.
+	infos := make([]*asynq.TaskInfo, len(payloads))
+	var wg sync.WaitGroup
 	for i, t := range built {
 		if t == nil {
 			continue
@@ -105,14 +109,26 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 			out[i] = Result{Outcome: Queued, TaskID: id}
 			continue
 		}
-		info, err := p.client.EnqueueContext(ctx, t)
-		switch {
-		case errors.Is(err, asynq.ErrTaskIDConflict):
-			out[i] = Result{Outcome: AlreadyQueued, TaskID: id}
-		case err != nil:
-			out[i] = Result{Err: fmt.Errorf("enqueue install of widget %s for account %d: %w", pl.WidgetCode, pl.AccountID, err)}
-		default:
-			out[i] = Result{Outcome: Queued, TaskID: info.ID}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			info, err := p.client.EnqueueContext(ctx, t)
+			switch {
+			case errors.Is(err, asynq.ErrTaskIDConflict):
+				out[i] = Result{Outcome: AlreadyQueued, TaskID: id}
+			case err != nil:
+				out[i] = Result{Err: fmt.Errorf("enqueue install of widget %s for account %d: %w", pl.WidgetCode, pl.AccountID, err)}
+			default:
+				out[i] = Result{Outcome: Queued, TaskID: info.ID}
+				infos[i] = info
+			}
+		}()
+	}
+	wg.Wait()
+	var marks []store.Queued
+	for i, info := range infos {
+		if info != nil {
+			pl := payloads[i]
 			marks = append(marks, store.Queued{Op: "install", Queue: info.Queue, AccountID: pl.AccountID, Code: pl.WidgetCode, TaskID: info.ID, EnqueueID: pl.EnqueueID})
 		}
 	}
@@ -134,6 +150,7 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 // Producer enqueues tasks. It is safe for concurrent use.
 type Producer struct {
 	client *asynq.Client
+	pipe   *autopipe.Client
 	st     *store.Store
 	opts   []asynq.Option
 }
@@ -141,11 +158,14 @@ type Producer struct {
 // New returns a producer on a Redis, with widgetq's key prefix ("" for the
 // default) and options added to every task (after tasks' defaults).
 func New(rdb redis.UniversalClient, prefix string, opts ...asynq.Option) *Producer {
-	return &Producer{client: asynq.NewClientFromRedisClient(rdb), st: store.New(rdb, prefix), opts: opts}
+	// Concurrent enqueues share round trips (see internal/autopipe).
+	pipe := autopipe.New(rdb, 4, 256)
+	return &Producer{client: asynq.NewClientFromRedisClient(pipe), pipe: pipe, st: store.New(rdb, prefix), opts: opts}
 }
 
-// Close releases nothing the caller owns: the Redis client stays open.
-func (p *Producer) Close() error { return nil }
+// Close stops the producer's batching goroutines. The Redis client, the
+// caller's, stays open.
+func (p *Producer) Close() error { return p.pipe.Close() }
 
 // Install enqueues an install; the result then reads queued.
 func (p *Producer) Install(ctx context.Context, payload tasks.InstallWidgetPayload, opts ...asynq.Option) (Outcome, error) {

@@ -166,13 +166,8 @@ func NewInstallWidgetTask(p InstallWidgetPayload, opts ...asynq.Option) (*asynq.
 	}
 	if s := bytes.TrimSpace(p.Settings); len(s) == 0 || bytes.Equal(s, []byte("null")) {
 		p.Settings = json.RawMessage("{}")
-	} else {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, s); err != nil {
-			return nil, &FieldError{"settings", "must be a JSON object"}
-		}
-		p.Settings = buf.Bytes()
 	}
+	// json.Marshal compacts the settings (a RawMessage) on its own.
 	if p.EnqueueID == "" {
 		p.EnqueueID = NewEnqueueID()
 	}

@@ -121,6 +121,9 @@ func (a *app) queueName() string {
 }
 
 func (a *app) close() {
+	if a.prod != nil {
+		a.prod.Close()
+	}
 	if a.rdb != nil {
 		a.rdb.Close()
 	}

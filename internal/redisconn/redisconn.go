@@ -65,8 +65,22 @@ func Embedded(addr string) *Conn {
 	return &Conn{Opt: asynq.RedisClientOpt{Addr: addr}, Display: "redis://" + addr + " (embedded)"}
 }
 
-// Client makes a go-redis client on the same server.
+// Client makes a go-redis client on the same server. It speaks RESP2:
+// widgetq uses no push notifications, and go-redis checks for them on
+// every command of a RESP3 connection (a tenth of bulk's client CPU).
 func (c *Conn) Client() redis.UniversalClient {
+	switch o := c.Opt.(type) {
+	case asynq.RedisClientOpt:
+		return redis.NewClient(&redis.Options{Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, PoolSize: o.PoolSize, TLSConfig: o.TLSConfig, Protocol: 2})
+	case asynq.RedisFailoverClientOpt:
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: o.MasterName, SentinelAddrs: o.SentinelAddrs, SentinelUsername: o.SentinelUsername,
+			SentinelPassword: o.SentinelPassword, Username: o.Username, Password: o.Password, DB: o.DB, DialTimeout: o.DialTimeout,
+			ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, PoolSize: o.PoolSize, TLSConfig: o.TLSConfig, Protocol: 2})
+	case asynq.RedisClusterClientOpt:
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, TLSConfig: o.TLSConfig, Protocol: 2})
+	}
 	return c.Opt.MakeRedisClient().(redis.UniversalClient)
 }
 
