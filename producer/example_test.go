@@ -33,3 +33,32 @@ func ExampleProducer_Install() {
 	// queued <nil>
 	// already_queued <nil>
 }
+
+// InstallMany enqueues a batch with one outcome per payload; with
+// RequireAccounts, accounts without stored credentials are refused.
+func ExampleProducer_InstallMany() {
+	m, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	// Account 1 has credentials (normally stored by `enqueue accounts import`).
+	rdb.HSet(context.Background(), "{widgetq}:acct:1", "base_url", "https://one.kommo.com", "access_token", "…")
+
+	p := producer.New(rdb, "")
+	defer p.Close()
+	res := p.InstallMany(context.Background(), []tasks.InstallWidgetPayload{
+		{AccountID: 1, WidgetCode: "amo_asterisk"},
+		{AccountID: 2, WidgetCode: "amo_asterisk"},
+		{AccountID: 1, WidgetCode: "bad code"},
+	}, producer.BatchOptions{RequireAccounts: true})
+	for _, r := range res {
+		fmt.Println(r.Outcome, r.TaskID, r.Err)
+	}
+	// Output:
+	// queued install:1:amo_asterisk <nil>
+	// invalid  account 2: no credentials stored for the account
+	// invalid  widget_code: "bad code" is not a widget code (1-100 letters, digits, '_', '-', '.')
+}
