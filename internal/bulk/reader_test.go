@@ -129,9 +129,9 @@ func TestCSV(t *testing.T) {
 func TestCSVHeaderErrors(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"":                                 "no header",
-		"account_id,settings\n":            "no widget_code column",
-		"account_id,widget_code,extra\n":   `unknown column "extra"`,
+		"":                                  "no header",
+		"account_id,settings\n":             "no widget_code column",
+		"account_id,widget_code,extra\n":    `unknown column "extra"`,
 		"account_id,account_id,widget_code": "twice",
 	} {
 		if _, err := bulk.NewReader(strings.NewReader(in), bulk.CSV); err == nil || !strings.Contains(err.Error(), want) {
