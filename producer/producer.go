@@ -96,7 +96,12 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 			}
 		}
 	}
-	// The enqueues run concurrently, so that they share round trips.
+	// The enqueues run concurrently, so that they share round trips. A
+	// batch once started is finished even if the caller gives up: an enqueue
+	// cut off mid-flight may have happened without its caller knowing, and
+	// its result would then never be marked queued.
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	infos := make([]*asynq.TaskInfo, len(payloads))
 	var wg sync.WaitGroup
 	for i, t := range built {
@@ -112,7 +117,7 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			info, err := p.client.EnqueueContext(ctx, t)
+			info, err := p.client.EnqueueContext(ectx, t)
 			switch {
 			case errors.Is(err, asynq.ErrTaskIDConflict):
 				out[i] = Result{Outcome: AlreadyQueued, TaskID: id}
@@ -192,7 +197,14 @@ func (p *Producer) Uninstall(ctx context.Context, payload tasks.UninstallWidgetP
 }
 
 func (p *Producer) enqueue(ctx context.Context, t *asynq.Task, op string, account int64, code, enqueueID string) (Outcome, error) {
-	info, err := p.client.EnqueueContext(ctx, t)
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	// Once sent, the enqueue and its mark finish even if ctx ends: a
+	// cut-off enqueue may have happened, and its result must read queued.
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	info, err := p.client.EnqueueContext(ectx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return AlreadyQueued, nil
 	}
