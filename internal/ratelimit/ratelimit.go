@@ -6,7 +6,7 @@
 // and sleeps until it, so waiting callers neither poll Redis nor stampede
 // when a slot frees; a slot further away than the caller may wait is not
 // reserved, and the caller defers its task instead. Kommo judges its limit
-// on arrival, after network jitter, so each interval carries a margin.
+// on arrival, after network jitter, so each interval carries a margin (5%).
 //
 // A 429 from Kommo pauses the account for every process and multiplies its
 // interval for a while (repeated 429s get an account blocked).
@@ -30,9 +30,11 @@ type Config struct {
 	PerAccount float64
 	// Global caps all accounts together (0: no cap).
 	Global float64
-	// Margin is added to every interval, so arrival jitter never packs
-	// more than the limit into one second (default 10ms).
-	Margin time.Duration
+	// Margin lengthens every interval by this share, so arrival jitter
+	// never packs more than the limit into one second: at 7/s a margin of
+	// 0.05 tolerates 50 ms of jitter over a second's seven requests, and
+	// paces at 6.67/s (default 0.05; a negative value means none).
+	Margin float64
 	// SlowFactor multiplies an account's interval after a 429 (default 2;
 	// each further 429 doubles it again, up to 8×), for SlowFor (default 1m).
 	SlowFactor float64
@@ -47,7 +49,10 @@ func (c Config) WithDefaults() Config {
 		c.PerAccount = 7
 	}
 	if c.Margin == 0 {
-		c.Margin = 10 * time.Millisecond
+		c.Margin = 0.05
+	}
+	if c.Margin < 0 {
+		c.Margin = 0
 	}
 	if c.SlowFactor == 0 {
 		c.SlowFactor = 2
@@ -68,8 +73,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rate per account must be a positive number, got %v", c.PerAccount)
 	case c.Global < 0 || math.IsInf(c.Global, 0) || math.IsNaN(c.Global):
 		return fmt.Errorf("global rate must be 0 (none) or positive, got %v", c.Global)
-	case c.Margin < 0:
-		return fmt.Errorf("rate margin must not be negative, got %s", c.Margin)
+	case c.Margin > 1 || math.IsNaN(c.Margin):
+		return fmt.Errorf("rate margin must be a share below 1, got %v", c.Margin)
 	case c.SlowFactor < 1:
 		return fmt.Errorf("slow factor must be at least 1, got %v", c.SlowFactor)
 	}
@@ -78,7 +83,7 @@ func (c Config) Validate() error {
 
 // Interval returns the pacing interval of a rate with the margin.
 func (c Config) interval(rate float64) time.Duration {
-	return time.Duration(float64(time.Second)/rate) + c.Margin
+	return time.Duration(float64(time.Second) / rate * (1 + c.Margin))
 }
 
 // Limiter is safe for concurrent use.

@@ -31,9 +31,9 @@ func near(got, want, tol time.Duration) bool { return got >= want-tol && got <= 
 func TestReservationsArePacedWithAMargin(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
-	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Margin: 10 * time.Millisecond})
+	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Margin: 0.05})
 	ctx := context.Background()
-	interval := time.Second/7 + 10*time.Millisecond
+	interval := 150 * time.Millisecond // a seventh of a second, and 5%
 	for i := range 8 {
 		wait, err := l.Reserve(ctx, 1, time.Hour)
 		if err != nil {
@@ -62,8 +62,8 @@ func TestSlotsBeyondMaxWaitAreDeferredNotReserved(t *testing.T) {
 	}
 	wait, err := l.Reserve(ctx, 1, 600*time.Millisecond)
 	var de *retry.DeferError
-	if !errors.As(err, &de) || !near(de.Delay, time.Second+20*time.Millisecond, 60*time.Millisecond) || wait != de.Delay {
-		t.Fatalf("third reservation: wait %v err %v, want a deferral of about 1.02s", wait, err)
+	if !errors.As(err, &de) || !near(de.Delay, 1050*time.Millisecond, 60*time.Millisecond) || wait != de.Delay {
+		t.Fatalf("third reservation: wait %v err %v, want a deferral of about 1.05s", wait, err)
 	}
 	// Nothing was reserved: the next caller with more patience gets the
 	// same slot, not one after it.
@@ -78,7 +78,7 @@ func TestSlotsBeyondMaxWaitAreDeferredNotReserved(t *testing.T) {
 func TestGlobalBudgetIsShared(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
-	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Global: 10, Margin: 1})
+	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Global: 10, Margin: -1})
 	ctx := context.Background()
 	var last time.Duration
 	for i := range 6 {
@@ -97,8 +97,8 @@ func TestPenalizePausesAndSlowsTheAccount(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
 	prefix := redistest.Unique(t)
-	a := newLimiter(t, r, prefix, ratelimit.Config{PerAccount: 10, Margin: 1})
-	b := newLimiter(t, r, prefix, ratelimit.Config{PerAccount: 10, Margin: 1}) // another process
+	a := newLimiter(t, r, prefix, ratelimit.Config{PerAccount: 10, Margin: -1})
+	b := newLimiter(t, r, prefix, ratelimit.Config{PerAccount: 10, Margin: -1}) // another process
 	ctx := context.Background()
 	if err := a.Penalize(ctx, 1, 2*time.Second); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestPenalizePausesAndSlowsTheAccount(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	for _, c := range []ratelimit.Config{{PerAccount: -1}, {Global: -5}, {Margin: -1}, {SlowFactor: 0.5}} {
+	for _, c := range []ratelimit.Config{{PerAccount: -1}, {Global: -5}, {Margin: 1.5}, {SlowFactor: 0.5}} {
 		if _, err := ratelimit.New(nil, c); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
