@@ -6,7 +6,7 @@
 // and sleeps until it, so waiting callers neither poll Redis nor stampede
 // when a slot frees; a slot further away than the caller may wait is not
 // reserved, and the caller defers its task instead. Kommo judges its limit
-// on arrival, after network jitter, so each interval carries a margin (5%).
+// on arrival, after network jitter, so each interval carries a margin (4%).
 //
 // A 429 from Kommo pauses the account for every process and multiplies its
 // interval for a while (repeated 429s get an account blocked).
@@ -31,9 +31,9 @@ type Config struct {
 	// Global caps all accounts together (0: no cap).
 	Global float64
 	// Margin lengthens every interval by this share, so arrival jitter
-	// never packs more than the limit into one second: at 7/s a margin of
-	// 0.05 tolerates 50 ms of jitter over a second's seven requests, and
-	// paces at 6.67/s (default 0.05; a negative value means none).
+	// never packs more than the limit into one second: a margin of 0.04
+	// tolerates 40 ms of jitter per second at any rate, and paces at 0.96
+	// of the limit (default 0.04; a negative value means none).
 	Margin float64
 	// SlowFactor multiplies an account's interval after a 429 (default 2;
 	// each further 429 doubles it again, up to 8×), for SlowFor (default 1m).
@@ -49,7 +49,7 @@ func (c Config) WithDefaults() Config {
 		c.PerAccount = 7
 	}
 	if c.Margin == 0 {
-		c.Margin = 0.05
+		c.Margin = 0.04
 	}
 	if c.Margin < 0 {
 		c.Margin = 0

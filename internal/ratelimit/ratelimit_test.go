@@ -31,7 +31,7 @@ func near(got, want, tol time.Duration) bool { return got >= want-tol && got <= 
 func TestReservationsArePacedWithAMargin(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
-	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Margin: 0.05})
+	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Margin: 0.05}) // 150 ms intervals
 	ctx := context.Background()
 	interval := 150 * time.Millisecond // a seventh of a second, and 5%
 	for i := range 8 {
