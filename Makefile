@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all test build lint fuzz sandbox demo bench-bulk clean
+.PHONY: all test build lint fuzz sandbox demo bench bench-short bench-bulk clean
 
 all: lint test build
 
@@ -31,6 +31,14 @@ fuzz:
 ## demo: the whole job in one process: embedded Redis, a Kommo sandbox with faults, 300 accounts
 demo:
 	$(GO) run ./cmd/worker -demo
+
+## bench: every scenario with real processes (REDIS_URL, else a redis-server it starts); table + bench/out/results.json
+bench: build
+	./bin/widgetq-bench -bin bin -out bench/out
+
+## bench-short: the same scenarios with smaller counts (under 90 s)
+bench-short: build
+	./bin/widgetq-bench -short -bin bin -out bench/out
 
 ## bench-bulk: enqueue bulk of 100,000 lines vs plain parallel asynq Enqueue, same Redis, same run
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9

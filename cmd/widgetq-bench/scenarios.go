@@ -1,0 +1,457 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/widgetq/widgetq/internal/redisconn"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+const seedSettings = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`
+
+func fillers(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("filler_%04d", i+1)
+	}
+	return out
+}
+
+// overhead: installs/s of one worker against a zero-latency sandbox ÷
+// tasks/s of a bare asynq server with a no-op handler; same Redis, same
+// concurrency, same count.
+func (b *bench) overhead(ctx context.Context) (Scenario, error) {
+	const conc = 50
+	accounts := b.pick(1000, 2000)
+	perAccount := b.pick(3, 5)
+	sc := Scenario{Name: "overhead_ratio", Target: 0.75, Unit: "ratio"}
+
+	// widgetq
+	url, accts, err := b.sandboxProc(ctx, accounts, "-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount))
+	if err != nil {
+		return sc, err
+	}
+	n := b.ns("overhead")
+	defer b.cleanup(n)
+	if err := b.putAccounts(ctx, n, accts); err != nil {
+		return sc, err
+	}
+	total, err := b.enqueue(ctx, n, accts, fillers(perAccount), `{"note":"bench"}`)
+	if err != nil {
+		return sc, err
+	}
+	start := time.Now()
+	if _, err := b.start("worker", []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, b.workerEnv(n)...); err != nil {
+		return sc, err
+	}
+	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
+	if err != nil {
+		return sc, err
+	}
+	wqDur := time.Since(start)
+	c, _ := b.counters(url)
+
+	// bare asynq: the same number of tasks, a no-op handler.
+	queue := "q-noop-" + n.prefix
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	for i := range total {
+		t := asynq.NewTask("noop", []byte(fmt.Sprintf(`{"account_id":%d,"widget_code":"w","settings":%s}`, i, seedSettings)))
+		if _, err := client.Enqueue(t, asynq.Queue(queue), asynq.Retention(time.Hour)); err != nil {
+			return sc, err
+		}
+	}
+	start = time.Now()
+	if _, err := b.start("noop-worker", []string{"-redis-url", b.redisURL, "-queue", queue, "-concurrency", strconv.Itoa(conc)}); err != nil {
+		return sc, err
+	}
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	for {
+		qi, err := insp.GetQueueInfo(queue)
+		if err == nil && qi.Completed >= total {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return sc, fmt.Errorf("the bare asynq worker did not finish")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	bareDur := time.Since(start)
+	_ = insp.DeleteQueue(queue, true)
+
+	wqRate := float64(counts[store.StatusInstalled]) / wqDur.Seconds()
+	bareRate := float64(total) / bareDur.Seconds()
+	sc.Value = wqRate / bareRate
+	sc.OK = sc.Value >= sc.Target && counts[store.StatusInstalled] == int64(total) && c.Total.RateLimited == 0
+	sc.Detail = map[string]any{"tasks": total, "concurrency": conc, "widgetq_installs_per_s": round(wqRate), "bare_asynq_tasks_per_s": round(bareRate),
+		"kommo_requests": c.Total.Requests, "rate_limited": c.Total.RateLimited, "results": counts}
+	return sc, nil
+}
+
+// latency: sandbox with 100 ms latency, concurrency 200: installs/s ÷
+// (200 / 0.1 s).
+func (b *bench) latency(ctx context.Context) (Scenario, error) {
+	const conc = 200
+	accounts := b.pick(2000, 4000)
+	sc := Scenario{Name: "latency_efficiency", Target: 0.90, Unit: "ratio"}
+	url, accts, err := b.sandboxProc(ctx, accounts, "-rate", "-1", "-block-after", "-1", "-latency", "100ms")
+	if err != nil {
+		return sc, err
+	}
+	n := b.ns("latency")
+	defer b.cleanup(n)
+	if err := b.putAccounts(ctx, n, accts); err != nil {
+		return sc, err
+	}
+	total, err := b.enqueue(ctx, n, accts, []string{"amo_asterisk"}, seedSettings)
+	if err != nil {
+		return sc, err
+	}
+	start := time.Now()
+	if _, err := b.start("worker", []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, b.workerEnv(n)...); err != nil {
+		return sc, err
+	}
+	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
+	if err != nil {
+		return sc, err
+	}
+	dur := time.Since(start)
+	c, _ := b.counters(url)
+	rate := float64(counts[store.StatusInstalled]) / dur.Seconds()
+	// Each install is one POST; the template GET is cached after the first.
+	sc.Value = rate / (conc / 0.1)
+	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0
+	sc.Detail = map[string]any{"installs": counts[store.StatusInstalled], "installs_per_s": round(rate), "ceiling_per_s": conc / 0.1, "seconds": round(dur.Seconds()), "kommo_requests": c.Total.Requests}
+	return sc, nil
+}
+
+// accountRate: the sandbox enforces 7/s per account, 3 worker processes,
+// a few accounts with many installs each.
+func (b *bench) accountRate(ctx context.Context) (Scenario, error) {
+	accounts := 3
+	perAccount := b.pick(40, 120)
+	sc := Scenario{Name: "account_rate_efficiency", Target: 0.90, Unit: "ratio"}
+	url, accts, err := b.sandboxProc(ctx, accounts, "-filler-widgets", strconv.Itoa(perAccount))
+	if err != nil {
+		return sc, err
+	}
+	n := b.ns("account")
+	defer b.cleanup(n)
+	if err := b.putAccounts(ctx, n, accts); err != nil {
+		return sc, err
+	}
+	for range 3 {
+		if _, err := b.start("worker", []string{"-concurrency", "20"}, b.workerEnv(n)...); err != nil {
+			return sc, err
+		}
+	}
+	if err := b.waitServers(ctx, n.queue, 3); err != nil {
+		return sc, err
+	}
+	start := time.Now()
+	total, err := b.enqueue(ctx, n, accts, fillers(perAccount), `{"note":"bench"}`)
+	if err != nil {
+		return sc, err
+	}
+	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
+	if err != nil {
+		return sc, err
+	}
+	dur := time.Since(start)
+	c, err := b.counters(url)
+	if err != nil {
+		return sc, err
+	}
+	var sum float64
+	perAcct := map[string]float64{}
+	for id, a := range c.Accounts {
+		r := float64(a.Requests) / dur.Seconds()
+		perAcct[id] = round(r)
+		sum += r
+	}
+	sc.Value = sum / float64(len(c.Accounts)) / 7
+	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0 && c.Total.Blocks == 0 && counts[store.StatusInstalled] == int64(total)
+	sc.Detail = map[string]any{"accounts": accounts, "installs": counts[store.StatusInstalled], "seconds": round(dur.Seconds()), "requests_per_s_by_account": perAcct,
+		"rate_limited": c.Total.RateLimited, "blocks": c.Total.Blocks, "worker_processes": 3}
+	return sc, nil
+}
+
+// globalRate: the sandbox enforces a global cap, the workers are set to
+// it, 3 processes, 1,000 accounts.
+func (b *bench) globalRate(ctx context.Context) (Scenario, error) {
+	const cap = 50
+	accounts := 1000
+	sc := Scenario{Name: "global_rate_efficiency", Target: 0.95, Unit: "ratio"}
+	url, accts, err := b.sandboxProc(ctx, accounts, "-global-rate", strconv.Itoa(cap))
+	if err != nil {
+		return sc, err
+	}
+	n := b.ns("global")
+	defer b.cleanup(n)
+	if err := b.putAccounts(ctx, n, accts[:b.pick(600, 1000)]); err != nil {
+		return sc, err
+	}
+	for range 3 {
+		if _, err := b.start("worker", []string{"-concurrency", "30", "-rate-global", strconv.Itoa(cap)}, b.workerEnv(n)...); err != nil {
+			return sc, err
+		}
+	}
+	if err := b.waitServers(ctx, n.queue, 3); err != nil {
+		return sc, err
+	}
+	start := time.Now()
+	total, err := b.enqueue(ctx, n, accts[:b.pick(600, 1000)], []string{"amo_asterisk"}, seedSettings)
+	if err != nil {
+		return sc, err
+	}
+	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
+	if err != nil {
+		return sc, err
+	}
+	dur := time.Since(start)
+	c, err := b.counters(url)
+	if err != nil {
+		return sc, err
+	}
+	rate := float64(c.Total.Requests) / dur.Seconds()
+	sc.Value = rate / cap
+	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0 && c.Total.Blocks == 0
+	sc.Detail = map[string]any{"cap_per_s": cap, "requests": c.Total.Requests, "requests_per_s": round(rate), "seconds": round(dur.Seconds()),
+		"installs": counts[store.StatusInstalled], "rate_limited": c.Total.RateLimited}
+	return sc, nil
+}
+
+// onboard: 10,000 accounts (short 1,000), latency 150 ± 50 ms, a global
+// cap of 100/s: (requests ÷ cap) ÷ wall time.
+func (b *bench) onboard(ctx context.Context) (Scenario, error) {
+	const cap = 100
+	accounts := b.pick(1000, 10000)
+	sc := Scenario{Name: "onboard_limit_ratio", Target: 0.90, Unit: "ratio"}
+	url, accts, err := b.sandboxProc(ctx, accounts, "-global-rate", strconv.Itoa(cap), "-latency", "150ms", "-latency-jitter", "50ms")
+	if err != nil {
+		return sc, err
+	}
+	n := b.ns("onboard")
+	defer b.cleanup(n)
+	if err := b.putAccounts(ctx, n, accts); err != nil {
+		return sc, err
+	}
+	for range 2 {
+		if _, err := b.start("worker", []string{"-concurrency", "60", "-rate-global", strconv.Itoa(cap)}, b.workerEnv(n)...); err != nil {
+			return sc, err
+		}
+	}
+	if err := b.waitServers(ctx, n.queue, 2); err != nil {
+		return sc, err
+	}
+	start := time.Now()
+	total, err := b.enqueue(ctx, n, accts, []string{"amo_asterisk"}, seedSettings)
+	if err != nil {
+		return sc, err
+	}
+	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
+	if err != nil {
+		return sc, err
+	}
+	dur := time.Since(start)
+	c, err := b.counters(url)
+	if err != nil {
+		return sc, err
+	}
+	sc.Value = float64(c.Total.Requests) / cap / dur.Seconds()
+	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0 && c.Total.Blocks == 0 && counts[store.StatusInstalled] == int64(total)
+	sc.Detail = map[string]any{"accounts": accounts, "requests": c.Total.Requests, "seconds": round(dur.Seconds()), "fastest_possible_s": round(float64(c.Total.Requests) / cap),
+		"installed": counts[store.StatusInstalled], "rate_limited": c.Total.RateLimited}
+	return sc, nil
+}
+
+var bulkLine = regexp.MustCompile(`queued (\d+),`)
+
+// bulk: `enqueue bulk` of 100,000 lines (short 20,000) and its rate ÷
+// plain parallel asynq Enqueue on the same Redis.
+func (b *bench) bulk(ctx context.Context) (Scenario, error) {
+	lines := b.pick(20000, 100000)
+	sc := Scenario{Name: "bulk", Unit: "lines/s"}
+	n := b.ns("bulk")
+	defer b.cleanup(n)
+	file := filepath.Join(b.out, "logs", "bulk.jsonl")
+	var buf bytes.Buffer
+	var accts []store.Account
+	for i := 1; i <= lines; i++ {
+		fmt.Fprintf(&buf, `{"account_id":%d,"widget_code":"amo_asterisk","settings":{"login":"user%d","password":"pw-%d","phones":{"504141":"1039"},"script_path":"https://example.com/"}}`+"\n", i, i, i)
+		accts = append(accts, store.Account{ID: int64(i), BaseURL: "https://a.kommo.com", AccessToken: "at"})
+	}
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		return sc, err
+	}
+	if err := b.putAccounts(ctx, n, accts); err != nil {
+		return sc, err
+	}
+	var bulkRates, plainRates []float64
+	var rss int64
+	for round := range 3 {
+		cmd := exec.Command(filepath.Join(b.bin, "enqueue"), "bulk", "--no-progress", file)
+		q := fmt.Sprintf("%s-%d", n.queue, round)
+		cmd.Env = append(os.Environ(), "REDIS_URL="+b.redisURL, "WIDGETQ_PREFIX="+n.prefix, "WIDGETQ_QUEUE="+q)
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		dur := time.Since(start)
+		if err != nil {
+			return sc, fmt.Errorf("bulk: %v: %s", err, out)
+		}
+		if m := bulkLine.FindSubmatch(out); m == nil || string(m[1]) != strconv.Itoa(lines) {
+			return sc, fmt.Errorf("bulk did not queue every line: %s", out)
+		}
+		rss = max(rss, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+		bulkRates = append(bulkRates, float64(lines)/dur.Seconds())
+		insp := asynq.NewInspectorFromRedisClient(b.rdb)
+		_ = insp.DeleteQueue(q, true)
+		// Same count, plain asynq from 8 goroutines.
+		pq := "q-plain-" + q
+		plainRates = append(plainRates, float64(lines)/plainEnqueue(b, pq, lines, 8).Seconds())
+		_ = insp.DeleteQueue(pq, true)
+	}
+	bulkRate, plainRate := median(bulkRates), median(plainRates)
+	sc.Value = bulkRate
+	sc.Detail = map[string]any{"lines": lines, "bulk_lines_per_s": roundAll(bulkRates), "plain_enqueue_per_s": roundAll(plainRates),
+		"ratio": round(bulkRate / plainRate), "peak_rss_mib": round(float64(rss) / 1024), "runs": 3}
+	return sc, nil
+}
+
+// splitBulk turns the bulk measurement into its two named scenarios.
+func splitBulk(sc Scenario) []Scenario {
+	rate := Scenario{Name: "bulk_lines_per_s", Value: sc.Value, Target: 20000, Unit: "lines/s", Detail: sc.Detail}
+	rate.OK = rate.Value >= rate.Target
+	ratio := Scenario{Name: "bulk_enqueue_ratio", Target: 0.8, Unit: "ratio", Detail: sc.Detail}
+	if r, ok := sc.Detail["ratio"].(float64); ok {
+		ratio.Value = r
+	}
+	ratio.OK = ratio.Value >= ratio.Target
+	return []Scenario{rate, ratio}
+}
+
+func plainEnqueue(b *bench, queue string, n, parallel int) time.Duration {
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	var next atomic.Int64
+	done := make(chan struct{}, parallel)
+	start := time.Now()
+	for range parallel {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				payload := fmt.Sprintf(`{"account_id":%d,"widget_code":"amo_asterisk","settings":{"login":"user%d","password":"pw-%d","phones":{"504141":"1039"},"script_path":"https://example.com/"}}`, i, i, i)
+				_, _ = client.Enqueue(asynq.NewTask(tasks.TypeInstallWidget, []byte(payload)), asynq.Queue(queue), asynq.TaskID(fmt.Sprintf("install:%d:amo_asterisk", i)))
+			}
+		}()
+	}
+	for range parallel {
+		<-done
+	}
+	return time.Since(start)
+}
+
+// workerRSS: peak RSS of one worker at concurrency 500 over 50,000 tasks
+// (short 10,000).
+func (b *bench) workerRSS(ctx context.Context) (Scenario, error) {
+	accounts := b.pick(2000, 10000)
+	perAccount := 5
+	sc := Scenario{Name: "worker_peak_rss_mib", Target: 150, Unit: "MiB"}
+	url, accts, err := b.sandboxProc(ctx, accounts, "-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount))
+	if err != nil {
+		return sc, err
+	}
+	n := b.ns("rss")
+	defer b.cleanup(n)
+	if err := b.putAccounts(ctx, n, accts); err != nil {
+		return sc, err
+	}
+	total, err := b.enqueue(ctx, n, accts, fillers(perAccount), `{"note":"bench"}`)
+	if err != nil {
+		return sc, err
+	}
+	start := time.Now()
+	w, err := b.start("worker", []string{"-concurrency", "500", "-rate-per-account", "100000"}, b.workerEnv(n)...)
+	if err != nil {
+		return sc, err
+	}
+	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
+	if err != nil {
+		return sc, err
+	}
+	dur := time.Since(start)
+	_ = w.Process.Signal(syscall.SIGTERM)
+	for w.ProcessState == nil && time.Since(start) < 15*time.Minute {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if w.ProcessState == nil {
+		return sc, fmt.Errorf("the worker did not stop")
+	}
+	rss := float64(w.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+	c, _ := b.counters(url)
+	sc.Value = rss
+	sc.OK = rss < sc.Target && counts[store.StatusInstalled] == int64(total)
+	sc.Detail = map[string]any{"tasks": total, "concurrency": 500, "seconds": round(dur.Seconds()), "installs_per_s": round(float64(total) / dur.Seconds()), "kommo_requests": c.Total.Requests}
+	return sc, nil
+}
+
+// noopWorker is the bare asynq baseline: a server whose handler does
+// nothing, in its own process like the worker.
+func noopWorker(args []string) int {
+	fs := flag.NewFlagSet("noop-worker", flag.ContinueOnError)
+	url := fs.String("redis-url", "", "Redis")
+	queue := fs.String("queue", "", "queue")
+	conc := fs.Int("concurrency", 50, "concurrency")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	conn, err := redisconn.Parse(*url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	srv := asynq.NewServer(conn.Opt, asynq.Config{Concurrency: *conc, Queues: map[string]int{*queue: 1}, LogLevel: asynq.WarnLevel})
+	if err := srv.Run(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+func roundAll(fs []float64) []float64 {
+	out := make([]float64, len(fs))
+	for i, f := range fs {
+		out[i] = round(f)
+	}
+	return out
+}
+
+func median(fs []float64) float64 {
+	s := append([]float64(nil), fs...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
