@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Totals are counts over all accounts.
@@ -33,6 +34,10 @@ type AccountCounters struct {
 	Uninstalled map[string]int64 `json:"uninstalled,omitempty"`
 	// MaxConcurrent is the most requests in flight at once seen.
 	MaxConcurrent int `json:"max_concurrent"`
+	// FirstAt and LastAt are the first and the latest arrival: the span
+	// over which a rate is judged.
+	FirstAt time.Time `json:"first_at,omitzero"`
+	LastAt  time.Time `json:"last_at,omitzero"`
 }
 
 // Counters is a snapshot of what the sandbox saw.
@@ -44,6 +49,9 @@ type Counters struct {
 	// Accounts are keyed by account ID.
 	Accounts map[string]AccountCounters `json:"accounts"`
 	Total    Totals                     `json:"total"`
+	// FirstAt and LastAt are the first and the latest arrival of all.
+	FirstAt time.Time `json:"first_at,omitzero"`
+	LastAt  time.Time `json:"last_at,omitzero"`
 }
 
 // Installs returns how many times a widget was installed in an account.
@@ -52,9 +60,10 @@ func (c Counters) Installs(accountID int, code string) int64 {
 }
 
 type countersState struct {
-	requests map[string]map[string]int64
-	accounts map[int]*AccountCounters
-	total    Totals
+	requests        map[string]map[string]int64
+	accounts        map[int]*AccountCounters
+	total           Totals
+	firstAt, lastAt time.Time
 }
 
 func newCountersState() countersState {
@@ -83,7 +92,8 @@ func (s *Server) countLocked(x *exchange) {
 func (s *Server) Counters() Counters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := Counters{Requests: map[string]map[string]int64{}, Accounts: map[string]AccountCounters{}, Total: s.counters.total}
+	c := Counters{Requests: map[string]map[string]int64{}, Accounts: map[string]AccountCounters{}, Total: s.counters.total,
+		FirstAt: s.counters.firstAt, LastAt: s.counters.lastAt}
 	for k, v := range s.counters.requests {
 		c.Requests[k] = maps.Clone(v)
 	}
@@ -103,6 +113,7 @@ func (s *Server) ResetCounters() {
 	defer s.mu.Unlock()
 	s.counters.requests = map[string]map[string]int64{}
 	s.counters.total = Totals{}
+	s.counters.firstAt, s.counters.lastAt = time.Time{}, time.Time{}
 	for _, a := range s.accounts {
 		*a.stats = AccountCounters{Subdomain: a.Subdomain}
 	}

@@ -461,6 +461,9 @@ func (s *Server) api(h handler) http.HandlerFunc {
 			a.stats.MaxConcurrent = a.inflight
 		}
 		delay := s.latencyLocked(a)
+		// Kommo judges a request on arrival; the latency is the time it
+		// then takes to answer, whatever the answer.
+		v := s.judgeLocked(x)
 		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
@@ -475,28 +478,39 @@ func (s *Server) api(h handler) http.HandlerFunc {
 			x.status = statusGone
 			panic(http.ErrAbortHandler)
 		}
-		if s.admit(x) {
+		if s.act(x, v) {
 			h(x)
 		}
 	}
+}
+
+// verdict is what the sandbox decided about a request on its arrival.
+type verdict struct {
+	blocked, limited bool
+	fault            fault
 }
 
 // statusGone marks an exchange whose client left or whose connection the
 // sandbox cut: nothing was answered.
 const statusGone = 0
 
-// admit runs the block, the limits and the faults. It reports whether the
-// endpoint should answer.
-func (s *Server) admit(x *exchange) bool {
-	s.mu.Lock()
+// judgeLocked applies the block, the limits and the faults to a request as it
+// arrives, and counts what it decided.
+func (s *Server) judgeLocked(x *exchange) verdict {
 	a := x.acct
 	now := s.cfg.Now()
+	if a.stats.FirstAt.IsZero() {
+		a.stats.FirstAt = now
+	}
+	a.stats.LastAt = now
+	if s.counters.firstAt.IsZero() {
+		s.counters.firstAt = now
+	}
+	s.counters.lastAt = now
 	if now.Before(a.blockedUntil) {
 		a.stats.BlockedAnswers++
 		s.counters.total.BlockedAnswers++
-		s.mu.Unlock()
-		x.html(http.StatusForbidden, nginxPage(403, "Forbidden"))
-		return false
+		return verdict{blocked: true}
 	}
 	limited := false
 	if a.arrivals.size() > 0 && !a.arrivals.admit(now) {
@@ -511,12 +525,23 @@ func (s *Server) admit(x *exchange) bool {
 		a.stats.RateLimited++
 		s.counters.total.RateLimited++
 		s.violationLocked(a, now)
-		s.mu.Unlock()
+		return verdict{limited: true}
+	}
+	return verdict{fault: s.pickFaultLocked(a, x.route)}
+}
+
+// act answers a blocked, limited or faulted request; it reports whether
+// the endpoint should answer instead.
+func (s *Server) act(x *exchange, v verdict) bool {
+	switch {
+	case v.blocked:
+		x.html(http.StatusForbidden, nginxPage(403, "Forbidden"))
+		return false
+	case v.limited:
 		s.tooMany(x)
 		return false
 	}
-	f := s.pickFaultLocked(a, x.route)
-	s.mu.Unlock()
+	f := v.fault
 	switch f.kind {
 	case faultError:
 		if f.html {

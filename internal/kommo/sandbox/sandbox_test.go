@@ -423,8 +423,34 @@ func TestRateLimitIsJudgedOnArrival(t *testing.T) {
 		t.Fatalf("second request as the window moved by one slot: %d, want 429", st)
 	}
 	c := b.sb.Counters()
+	if a := c.Accounts["1001"]; a.LastAt.Sub(a.FirstAt) != time.Second || c.LastAt.Sub(c.FirstAt) != time.Second {
+		t.Fatalf("arrival span %v (total %v), want 1s", a.LastAt.Sub(a.FirstAt), c.LastAt.Sub(c.FirstAt))
+	}
 	if c.Accounts["1001"].RateLimited != 2 || c.Total.RateLimited != 2 || c.Requests["GET /api/v4/account"]["429"] != 2 {
 		t.Fatalf("429 counters: account %d total %d route %v", c.Accounts["1001"].RateLimited, c.Total.RateLimited, c.Requests["GET /api/v4/account"])
+	}
+}
+
+func TestLimitsAreJudgedOnArrivalNotAfterLatency(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{RatePerSecond: 1, Latency: 300 * time.Millisecond})
+	first := make(chan int, 1)
+	go func() { first <- b.do(t, "GET", "alpha", "/api/v4/account", b.admin.AccessToken, nil).status }()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.sb.Counters().Accounts["1001"].MaxConcurrent == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The first request was judged when it arrived; two seconds later,
+	// while it is still being answered, the second one fits.
+	b.clk.Add(2 * time.Second)
+	if st := b.do(t, "GET", "alpha", "/api/v4/account", b.admin.AccessToken, nil).status; st != 200 {
+		t.Fatalf("second request: %d, want 200", st)
+	}
+	if st := <-first; st != 200 {
+		t.Fatalf("first request: %d", st)
 	}
 }
 
