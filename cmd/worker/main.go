@@ -16,6 +16,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -66,7 +69,7 @@ type config struct {
 	logLevel                                  slog.Level
 	demo                                      bool
 	demoAccounts                              int
-	healthLog                                 bool
+	debugAddr                                 string
 }
 
 const usageText = `Usage: worker [flags]
@@ -103,6 +106,7 @@ var settings = []envFlag{
 	{"log-format", "WIDGETQ_LOG_FORMAT", "text", "log format: text or json"},
 	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
+	{"debug-addr", "WIDGETQ_DEBUG_ADDR", "", "serve Go's pprof profiles at this loopback address (e.g. 127.0.0.1:6060); empty: off"},
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -150,6 +154,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.clientSecret, _ = get("client-secret")
 	c.redirectURI, _ = get("redirect-uri")
 	var err error
+	c.debugAddr, _ = get("debug-addr")
+	if c.debugAddr != "" {
+		host, _, herr := net.SplitHostPort(c.debugAddr)
+		if ip := net.ParseIP(host); herr != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			err = errors.Join(err, usagef("debug-addr: want a loopback host:port, got %q", c.debugAddr))
+		}
+	}
 	intVal := func(name string, lo int) int {
 		v, src := get(name)
 		n, e := strconv.Atoi(strings.TrimSpace(v))
@@ -255,6 +266,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDemo(ctx, c, stdout, stderr)
 	}
 	log := newLogger(c, stderr)
+	if c.debugAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		dbg := &http.Server{Addr: c.debugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = dbg.ListenAndServe() }()
+		defer dbg.Close()
+		log.Info("pprof served", "addr", c.debugAddr)
+	}
 
 	var conn *redisconn.Conn
 	if c.redisURL == "" {

@@ -113,6 +113,10 @@ func (s *Store) GetAccount(ctx context.Context, n int64) (*Account, error) {
 	if err != nil {
 		return nil, redisErr(fmt.Sprintf("get account %d", n), err)
 	}
+	return decodeAccount(n, m)
+}
+
+func decodeAccount(n int64, m map[string]string) (*Account, error) {
 	if len(m) == 0 || m["base_url"] == "" {
 		return nil, fmt.Errorf("account %d: %w", n, ErrAccountNotFound)
 	}

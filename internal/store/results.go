@@ -231,6 +231,10 @@ func decodeResult(account int64, code string, m map[string]string) (*Result, err
 		return nil, fmt.Errorf("result of account %d widget %s: %w", account, code, ErrNotFound)
 	}
 	var r Result
+	if m["data"] == "" && m["status"] == "" {
+		// Only an in-flight mark: a task enqueued without a queued mark.
+		m["status"] = string(StatusQueued)
+	}
 	if m["data"] == "" {
 		// A queued mark: plain fields.
 		r = Result{AccountID: account, WidgetCode: code, Status: Status(m["status"]), EnqueueID: m["enqueue_id"], TaskID: m["task_id"],
@@ -245,6 +249,56 @@ func decodeResult(account int64, code string, m map[string]string) (*Result, err
 	}
 	r.InFlight = m["inflight"] != ""
 	return &r, nil
+}
+
+// TaskState is what a task needs to know before it runs: its result so
+// far, its account, and the account's block mark. Any may be nil.
+type TaskState struct {
+	Result  *Result
+	Account *Account
+	Block   *Block
+}
+
+// Begin reads a task's state in one round trip and, when markInFlight,
+// then marks its result in flight (see MarkInFlight): Result is the state
+// before the mark.
+func (s *Store) Begin(ctx context.Context, account int64, code string, markInFlight bool) (TaskState, error) {
+	var res, acct *redis.MapStringStringCmd
+	var blk *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		res = p.HGetAll(ctx, s.resultKey(account, code))
+		acct = p.HGetAll(ctx, s.accountKey(account))
+		blk = p.Get(ctx, s.key("blocked", id(account)))
+		if markInFlight {
+			p.HSet(ctx, s.resultKey(account, code), "inflight", s.now().UTC().Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return TaskState{}, redisErr("begin task", err)
+	}
+	var st TaskState
+	if r, err := decodeResult(account, code, res.Val()); err == nil {
+		st.Result = r
+	} else if !errors.Is(err, ErrNotFound) {
+		return st, err
+	}
+	if a, err := decodeAccount(account, acct.Val()); err == nil {
+		st.Account = a
+	}
+	if raw, err := blk.Bytes(); err == nil {
+		var b Block
+		if json.Unmarshal(raw, &b) == nil {
+			st.Block = &b
+		}
+	}
+	return st, nil
+}
+
+// ClearInFlight takes back an in-flight mark set by a run that ended
+// without sending anything (deferred for rate budget).
+func (s *Store) ClearInFlight(ctx context.Context, account int64, code string) error {
+	return redisErr("clear in flight", s.rdb.HDel(ctx, s.resultKey(account, code), "inflight").Err())
 }
 
 // MarkInFlight notes, before a request that changes the account is sent,

@@ -127,12 +127,17 @@ type attempt struct {
 	retryCount int
 	maxRetry   int
 	prev       *store.Result
+	acct       *store.Account
+	block      *store.Block
 	// outcome
 	status store.Status
 	widget *kommo.Widget
 	// waited is the time spent waiting for rate budget.
 	waited time.Duration
-	mu     sync.Mutex
+	// sentChange is set once an install or uninstall request is about to
+	// go out: from then on its effect is unknown until Kommo answers.
+	sentChange bool
+	mu         sync.Mutex
 }
 
 // final reports whether a retryable failure now would exhaust the budget:
@@ -207,15 +212,15 @@ func (h *Handler) begin(ctx context.Context, op string, account int64, code, enq
 	a.queue, _ = asynq.GetQueueName(ctx)
 	a.retryCount, _ = asynq.GetRetryCount(ctx)
 	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
-	prev, err := h.st.Result(ctx, account, code)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
+	// One round trip: the result so far, the account, its block mark — and
+	// the in-flight mark, set before anything may reach Kommo (a run that
+	// ends before the install clears it with its verdict).
+	st, err := h.st.Begin(ctx, account, code, true)
+	if err != nil {
 		// Redis is failing: a retry, not a verdict.
 		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
-	default:
-		a.prev = prev
 	}
+	a.prev, a.acct, a.block = st.Result, st.Account, st.Block
 	return a, nil
 }
 
@@ -247,17 +252,10 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 }
 
 // account loads the account and refuses blocked ones without a call.
-func (h *Handler) account(ctx context.Context, a *attempt) (*store.Account, error) {
-	acct, err := h.st.GetAccount(ctx, a.account)
-	if errors.Is(err, store.ErrNotFound) {
+func (h *Handler) account(_ context.Context, a *attempt) (*store.Account, error) {
+	acct, blk := a.acct, a.block
+	if acct == nil {
 		return nil, &permanent{ClassAccountUnknown, fmt.Sprintf("no credentials stored for account %d", a.account)}
-	}
-	if err != nil {
-		return nil, &internalErr{err}
-	}
-	blk, err := h.st.Blocked(ctx, a.account)
-	if err != nil {
-		return nil, &internalErr{err}
 	}
 	if blk != nil {
 		return nil, &permanent{string(kommo.ClassBlocked), fmt.Sprintf("account %d is marked blocked by Kommo since %s (until %s, or until an operator unblocks it); nothing was sent",
@@ -298,9 +296,6 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 			return nil
 		}
 	}
-	if err := h.st.MarkInFlight(ctx, a.account, a.code); err != nil {
-		return &internalErr{err}
-	}
 	w, _, err := c.InstallWidget(ctx, p.WidgetCode, p.Settings, kommo.SecretValues(tmpl, p.Settings)...)
 	if err != nil {
 		return err
@@ -318,9 +313,6 @@ func (h *Handler) uninstall(ctx context.Context, a *attempt) error {
 	if err != nil {
 		return &permanent{string(kommo.ClassInvalid), fmt.Sprintf("account %d: %v", a.account, err)}
 	}
-	if err := h.st.MarkInFlight(ctx, a.account, a.code); err != nil {
-		return &internalErr{err}
-	}
 	if _, err := c.UninstallWidget(ctx, a.code); err != nil {
 		return err
 	}
@@ -333,7 +325,17 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 	dur := time.Since(start)
 	var de *retry.DeferError
 	if errors.As(err, &de) && a.canDefer() {
-		// Not an attempt: the rate budget is spent. Nothing to record.
+		// Not an attempt: the rate budget is spent. Nothing to record, and
+		// the in-flight mark this run set is taken back unless a change may
+		// have been sent (or an earlier run's mark was already there).
+		a.mu.Lock()
+		sent := a.sentChange
+		a.mu.Unlock()
+		if !sent && (a.prev == nil || !a.prev.InFlight) {
+			if cerr := h.st.ClearInFlight(ctx, a.account, a.code); cerr != nil {
+				h.cfg.Logger.Warn("could not clear the in-flight mark", "account", a.account, "widget", a.code, "error", cerr)
+			}
+		}
 		h.log(ctx, slog.LevelDebug, a, "deferred", "", dur, "", de.Reason)
 		return de
 	}
@@ -516,6 +518,13 @@ func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Body.Close()
 		}
 		return nil, err
+	}
+	if req.Method != http.MethodGet {
+		// An install or uninstall (or a token refresh) leaves now: until
+		// Kommo answers, whether it took effect is unknown.
+		t.a.mu.Lock()
+		t.a.sentChange = true
+		t.a.mu.Unlock()
 	}
 	return t.base.RoundTrip(req)
 }

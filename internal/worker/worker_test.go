@@ -379,3 +379,32 @@ func TestGarbagePayloadsAreArchived(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestDeferralsCostNoExtraRequest(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(6, 500)...)})
+	e.addAccounts(t, 1, 1)
+	// 3 requests/s for the account and at most 100 ms of waiting in
+	// process: most tasks are deferred at least once.
+	e.startWorker(t, worker.Config{MaxWait: 100 * time.Millisecond}, ratelimit.Config{PerAccount: 3}, 6)
+	var keys []key
+	for i := range 6 {
+		code := fmt.Sprintf("filler_%04d", i+1)
+		e.install(t, 1, code, `{"note":"x"}`)
+		keys = append(keys, key{1, code})
+	}
+	res := e.waitFinal(t, keys, 60*time.Second)
+	for _, k := range keys {
+		if res[k].Status != store.StatusInstalled || res[k].Attempts != 1 {
+			t.Fatalf("%s: %+v", k.code, res[k])
+		}
+	}
+	if !strings.Contains(e.logs.String(), `"outcome":"deferred"`) {
+		t.Fatal("nothing was deferred: the test did not test anything")
+	}
+	// One template GET and one POST per widget: a deferred run that sent
+	// nothing leaves no in-flight mark to make the next run check first.
+	if n := e.sb.Counters().Total.Requests; n != 12 {
+		t.Fatalf("%d requests to Kommo, want 12", n)
+	}
+}
