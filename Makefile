@@ -2,8 +2,9 @@
 GO      ?= go
 PKGS    := ./...
 FUZZTIME ?= 20s
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: all test build lint fuzz sandbox demo bench bench-short bench-bulk clean
+.PHONY: all test build lint fuzz sandbox demo bench bench-short bench-bulk bench-go clean
 
 all: lint test build
 
@@ -40,8 +41,12 @@ bench: build
 bench-short: build
 	./bin/widgetq-bench -short -bin bin -out bench/out
 
+## bench-go: Go benchmarks of the hot paths (benchstat-friendly: add COUNT=10 and compare)
+COUNT ?= 1
+bench-go:
+	REDIS_URL=$(BENCH_REDIS_URL) $(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./tasks ./internal/kommo ./internal/ratelimit ./internal/store
+
 ## bench-bulk: enqueue bulk of 100,000 lines vs plain parallel asynq Enqueue, same Redis, same run
-BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9
 bench-bulk:
 	REDIS_URL=$(BENCH_REDIS_URL) $(GO) test ./cmd/enqueue -run '^$$' -bench Bulk -benchtime 3x
 
