@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -483,4 +484,48 @@ func startRedis(ctx context.Context, port int, logDir string) (string, func(), e
 		time.Sleep(50 * time.Millisecond)
 	}
 	return url, func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }, nil
+}
+
+// hwm follows a process's peak resident set (VmHWM in /proc) while it
+// runs. (wait4's ru_maxrss is no good here: Go starts children with
+// CLONE_VM, and the child's high-water mark can then be the parent's.)
+type hwm struct {
+	kib  atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func watchRSS(pid int) *hwm {
+	h := &hwm{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		path := fmt.Sprintf("/proc/%d/status", pid)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if raw, err := os.ReadFile(path); err == nil {
+				for _, line := range strings.Split(string(raw), "\n") {
+					if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+						n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+						if n > h.kib.Load() {
+							h.kib.Store(n)
+						}
+					}
+				}
+			}
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return h
+}
+
+// MiB stops watching and returns the peak seen.
+func (h *hwm) MiB() float64 {
+	close(h.stop)
+	<-h.done
+	return float64(h.kib.Load()) / 1024
 }

@@ -304,21 +304,27 @@ func (b *bench) bulk(ctx context.Context) (Scenario, error) {
 		return sc, err
 	}
 	var bulkRates, plainRates []float64
-	var rss int64
+	var rss float64
 	for round := range 3 {
 		cmd := exec.Command(filepath.Join(b.bin, "enqueue"), "bulk", "--no-progress", file)
 		q := fmt.Sprintf("%s-%d", n.queue, round)
 		cmd.Env = append(os.Environ(), "REDIS_URL="+b.redisURL, "WIDGETQ_PREFIX="+n.prefix, "WIDGETQ_QUEUE="+q)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
-		out, err := cmd.CombinedOutput()
+		if err := cmd.Start(); err != nil {
+			return sc, err
+		}
+		mem := watchRSS(cmd.Process.Pid)
+		err := cmd.Wait()
 		dur := time.Since(start)
+		rss = max(rss, mem.MiB())
 		if err != nil {
-			return sc, fmt.Errorf("bulk: %v: %s", err, out)
+			return sc, fmt.Errorf("bulk: %v: %s", err, out.Bytes())
 		}
-		if m := bulkLine.FindSubmatch(out); m == nil || string(m[1]) != strconv.Itoa(lines) {
-			return sc, fmt.Errorf("bulk did not queue every line: %s", out)
+		if m := bulkLine.FindSubmatch(out.Bytes()); m == nil || string(m[1]) != strconv.Itoa(lines) {
+			return sc, fmt.Errorf("bulk did not queue every line: %s", out.Bytes())
 		}
-		rss = max(rss, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
 		bulkRates = append(bulkRates, float64(lines)/dur.Seconds())
 		insp := asynq.NewInspectorFromRedisClient(b.rdb)
 		_ = insp.DeleteQueue(q, true)
@@ -330,7 +336,7 @@ func (b *bench) bulk(ctx context.Context) (Scenario, error) {
 	bulkRate, plainRate := median(bulkRates), median(plainRates)
 	sc.Value = bulkRate
 	sc.Detail = map[string]any{"lines": lines, "bulk_lines_per_s": roundAll(bulkRates), "plain_enqueue_per_s": roundAll(plainRates),
-		"ratio": round(bulkRate / plainRate), "peak_rss_mib": round(float64(rss) / 1024), "runs": 3}
+		"ratio": round(bulkRate / plainRate), "peak_rss_mib": round(rss), "runs": 3}
 	return sc, nil
 }
 
@@ -394,6 +400,7 @@ func (b *bench) workerRSS(ctx context.Context) (Scenario, error) {
 	if err != nil {
 		return sc, err
 	}
+	mem := watchRSS(w.Process.Pid)
 	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
 	if err != nil {
 		return sc, err
@@ -403,10 +410,10 @@ func (b *bench) workerRSS(ctx context.Context) (Scenario, error) {
 	for w.ProcessState == nil && time.Since(start) < 15*time.Minute {
 		time.Sleep(20 * time.Millisecond)
 	}
+	rss := mem.MiB()
 	if w.ProcessState == nil {
 		return sc, fmt.Errorf("the worker did not stop")
 	}
-	rss := float64(w.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
 	c, _ := b.counters(url)
 	sc.Value = rss
 	sc.OK = rss < sc.Target && counts[store.StatusInstalled] == int64(total)
