@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/widgetq/widgetq/internal/autopipe"
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
@@ -297,8 +298,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := conn.WaitUp(ctx, rdb, log); err != nil {
 		return err
 	}
-	st := store.New(rdb, c.prefix)
-	lim, err := ratelimit.New(rdb, ratelimit.Config{PerAccount: c.ratePerAccount, Global: c.rateGlobal, Prefix: c.prefix})
+	// Concurrent tasks' script calls (rate reservations, result records)
+	// share round trips.
+	pipe := autopipe.New(rdb, 4, 256)
+	defer pipe.Close()
+	st := store.New(pipe, c.prefix)
+	lim, err := ratelimit.New(pipe, ratelimit.Config{PerAccount: c.ratePerAccount, Global: c.rateGlobal, Prefix: c.prefix})
 	if err != nil {
 		return usagef("%v", err)
 	}
