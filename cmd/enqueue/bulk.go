@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/widgetq/widgetq/internal/bulk"
+	"github.com/widgetq/widgetq/internal/tty"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -324,7 +325,7 @@ func (a *app) progress(st *bulkStats, counted *countReader, size int64, off bool
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	tty := isTerminal(a.stderr)
+	tty := tty.Is(a.stderr)
 	var bar *progressbar.ProgressBar
 	if tty {
 		total := size
@@ -362,13 +363,4 @@ func (a *app) progress(st *bulkStats, counted *countReader, size int64, off bool
 		}
 	}()
 	return func() { close(done); wg.Wait() }
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/tty"
 	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
@@ -139,7 +140,7 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		}
 	}
 
-	tty := isTerminal(stdout)
+	tty := tty.Is(stdout)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	lastLine := time.Time{}
@@ -263,13 +264,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
