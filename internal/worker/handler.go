@@ -479,6 +479,9 @@ func errorInfo(err error) store.ErrorInfo {
 }
 
 func (h *Handler) log(ctx context.Context, level slog.Level, a *attempt, outcome, class string, dur time.Duration, requestID, detail string) {
+	if !h.cfg.Logger.Enabled(ctx, level) {
+		return
+	}
 	a.mu.Lock()
 	waited := a.waited
 	a.mu.Unlock()

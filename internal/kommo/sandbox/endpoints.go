@@ -23,33 +23,53 @@ func (s *Server) selfHref(x *exchange, path string) string {
 // widgetJSON writes a widget the way Kommo does, from the sandbox's own
 // model. withSettings adds the account's settings: {} when installed with
 // none, [] (a PHP empty array) when not installed.
-func (s *Server) widgetJSON(x *exchange, w *Widget, installed bool, settings json.RawMessage, withSettings bool) map[string]any {
-	tmpl := make([]map[string]any, len(w.Template))
+// widgetOut is the widget model as Kommo writes it. Version, Rating and
+// Settings are sent as they are, odd shapes and all.
+type widgetOut struct {
+	ID                int            `json:"id"`
+	Code              string         `json:"code"`
+	Version           any            `json:"version"`
+	Rating            any            `json:"rating"`
+	SettingsTemplate  []settingOut   `json:"settings_template"`
+	IsLeadSource      bool           `json:"is_lead_source"`
+	IsWorkWithDP      bool           `json:"is_work_with_dp"`
+	IsCRMTemplate     bool           `json:"is_crm_template"`
+	ClientUUID        *string        `json:"client_uuid"`
+	IsActiveInAccount bool           `json:"is_active_in_account"`
+	PipelineID        *int           `json:"pipeline_id"`
+	Settings          any            `json:"settings,omitempty"`
+	Links             map[string]any `json:"_links"`
+}
+
+type settingOut struct {
+	Key        string `json:"key"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	IsRequired bool   `json:"is_required"`
+}
+
+// widgetJSON writes a widget the way Kommo does, from the sandbox's own
+// model. withSettings adds the account's settings: the object when
+// installed, [] (a PHP empty array) when not.
+func (s *Server) widgetJSON(x *exchange, w *Widget, installed bool, settings json.RawMessage, withSettings bool) *widgetOut {
+	tmpl := make([]settingOut, len(w.Template))
 	for i, st := range w.Template {
-		tmpl[i] = map[string]any{"key": st.Key, "name": st.Name, "type": st.Type, "is_required": st.Required}
+		tmpl[i] = settingOut{Key: st.Key, Name: st.Name, Type: st.Type, IsRequired: st.Required}
 	}
-	m := map[string]any{
-		"id":                   w.ID,
-		"code":                 w.Code,
-		"version":              w.Version,
-		"rating":               w.Rating,
-		"settings_template":    tmpl,
-		"is_lead_source":       w.LeadSource,
-		"is_work_with_dp":      w.WorkWithDP,
-		"is_crm_template":      w.CRMTemplate,
-		"client_uuid":          w.ClientUUID,
-		"is_active_in_account": installed,
-		"pipeline_id":          nil,
-		"_links":               map[string]any{"self": map[string]string{"href": s.selfHref(x, "/api/v4/widgets/"+w.Code)}},
+	out := &widgetOut{
+		ID: w.ID, Code: w.Code, Version: w.Version, Rating: w.Rating, SettingsTemplate: tmpl,
+		IsLeadSource: w.LeadSource, IsWorkWithDP: w.WorkWithDP, IsCRMTemplate: w.CRMTemplate, ClientUUID: w.ClientUUID,
+		IsActiveInAccount: installed,
+		Links:             map[string]any{"self": map[string]string{"href": s.selfHref(x, "/api/v4/widgets/"+w.Code)}},
 	}
 	if withSettings {
 		if installed && len(settings) > 0 {
-			m["settings"] = settings
+			out.Settings = settings
 		} else {
-			m["settings"] = []any{}
+			out.Settings = []any{}
 		}
 	}
-	return m
+	return out
 }
 
 // widgetLocked returns an available widget, or nil.
@@ -91,7 +111,7 @@ func (s *Server) listWidgets(x *exchange) {
 		}
 	}
 	start := (page - 1) * limit
-	var items []map[string]any
+	var items []*widgetOut
 	for i := start; i < len(avail) && i < start+limit; i++ {
 		_, inst := x.acct.installed[avail[i].Code]
 		items = append(items, s.widgetJSON(x, avail[i], inst, nil, false))
@@ -123,7 +143,7 @@ func (s *Server) getWidget(x *exchange) {
 	}
 	s.mu.Lock()
 	w := s.widgetLocked(x.r.PathValue("code"))
-	var body map[string]any
+	var body *widgetOut
 	if w != nil {
 		settings, inst := x.acct.installed[w.Code]
 		// Tokens here are all issued to the one integration, which owns
