@@ -28,26 +28,38 @@ func newLimiter(t *testing.T, r *redistest.Redis, prefix string, cfg ratelimit.C
 // near reports whether got is within tol of want.
 func near(got, want, tol time.Duration) bool { return got >= want-tol && got <= want+tol }
 
+// reserveAt reserves and checks that the wait points at slot (a moment in
+// time), whatever time the call itself took on a busy machine.
+func reserveAt(t *testing.T, l *ratelimit.Limiter, account int64, slot time.Time) time.Duration {
+	t.Helper()
+	before := time.Now()
+	wait, err := l.Reserve(context.Background(), account, time.Hour)
+	after := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tol = 10 * time.Millisecond
+	if lo, hi := slot.Sub(after)-tol, slot.Sub(before)+tol; wait < max(lo, -tol) || wait > max(hi, tol) {
+		t.Fatalf("account %d waits %v, want the slot %v away (between %v and %v)", account, wait, slot.Sub(before), lo, hi)
+	}
+	return wait
+}
+
 func TestReservationsArePacedWithAMargin(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
-	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Margin: 0.05}) // 150 ms intervals
-	ctx := context.Background()
+	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Margin: 0.05})
 	interval := 150 * time.Millisecond // a seventh of a second, and 5%
-	for i := range 8 {
-		wait, err := l.Reserve(ctx, 1, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Reservations made back to back: slot i is i intervals away.
-		if want := time.Duration(i) * interval; !near(wait, want, 30*time.Millisecond) {
-			t.Fatalf("reservation %d waits %v, want about %v", i, wait, want)
-		}
+	t0 := time.Now()
+	if _, err := l.Reserve(context.Background(), 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 8; i++ {
+		// Slot i of the account is i intervals after the first.
+		reserveAt(t, l, 1, t0.Add(time.Duration(i)*interval))
 	}
 	// Another account has its own budget.
-	if wait, _ := l.Reserve(ctx, 2, time.Hour); wait > 30*time.Millisecond {
-		t.Fatalf("account 2 waits %v behind account 1", wait)
-	}
+	reserveAt(t, l, 2, time.Now())
 }
 
 func TestSlotsBeyondMaxWaitAreDeferredNotReserved(t *testing.T) {
@@ -79,17 +91,13 @@ func TestGlobalBudgetIsShared(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
 	l := newLimiter(t, r, redistest.Unique(t), ratelimit.Config{PerAccount: 7, Global: 10, Margin: -1})
-	ctx := context.Background()
-	var last time.Duration
-	for i := range 6 {
-		wait, err := l.Reserve(ctx, int64(100+i), time.Hour) // six accounts, one request each
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = wait
+	t0 := time.Now()
+	if _, err := l.Reserve(context.Background(), 100, time.Hour); err != nil {
+		t.Fatal(err)
 	}
-	if !near(last, 500*time.Millisecond, 40*time.Millisecond) {
-		t.Fatalf("sixth request over six accounts waits %v, want about 500ms at 10/s global", last)
+	// Six accounts, one request each: 10/s over all of them.
+	for i := 1; i < 6; i++ {
+		reserveAt(t, l, int64(100+i), t0.Add(time.Duration(i)*100*time.Millisecond))
 	}
 }
 
@@ -100,20 +108,27 @@ func TestPenalizePausesAndSlowsTheAccount(t *testing.T) {
 	a := newLimiter(t, r, prefix, ratelimit.Config{PerAccount: 10, Margin: -1})
 	b := newLimiter(t, r, prefix, ratelimit.Config{PerAccount: 10, Margin: -1}) // another process
 	ctx := context.Background()
+	pausedAt := time.Now()
 	if err := a.Penalize(ctx, 1, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := b.PausedFor(ctx, 1); !near(p, 2*time.Second, 100*time.Millisecond) {
+	if p, _ := b.PausedFor(ctx, 1); p > 2*time.Second || p < 2*time.Second-time.Since(pausedAt)-10*time.Millisecond {
 		t.Fatalf("paused for %v in the other process", p)
 	}
-	w1, err := b.Reserve(ctx, 1, time.Hour)
-	if err != nil || !near(w1, 2*time.Second, 100*time.Millisecond) {
-		t.Fatalf("first slot after a pause: %v %v", w1, err)
-	}
-	w2, _ := b.Reserve(ctx, 1, time.Hour)
-	if !near(w2-w1, 200*time.Millisecond, 30*time.Millisecond) {
-		t.Fatalf("interval after a 429 = %v, want 200ms (twice 100ms)", w2-w1)
-	}
+	// The first slot is when the pause ends; the next one an interval of
+	// 200 ms (twice 100 ms) later.
+	end := pausedAt.Add(2 * time.Second)
+	var w1 time.Duration
+	func() {
+		before := time.Now()
+		var err error
+		w1, err = b.Reserve(ctx, 1, time.Hour)
+		if err != nil || w1 > end.Sub(before)+10*time.Millisecond || w1 < end.Sub(time.Now())-time.Since(pausedAt) {
+			t.Fatalf("first slot after a pause: %v %v", w1, err)
+		}
+	}()
+	slot1 := time.Now().Add(w1)
+	reserveAt(t, b, 1, slot1.Add(200*time.Millisecond))
 	if f, _ := b.SlowFactor(ctx, 1); f != 2 {
 		t.Fatalf("slow factor %v", f)
 	}
