@@ -11,11 +11,11 @@ import (
 	"regexp"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
@@ -31,6 +31,92 @@ func fillers(n int) []string {
 	return out
 }
 
+// runSpec is one batch of installs through worker processes.
+type runSpec struct {
+	name     string
+	accounts int      // sandbox accounts
+	stored   int      // of those, stored and given installs (0: all)
+	codes    []string // widget codes installed in each account
+	settings string
+	sandbox  []string // extra kommo-sandbox flags
+	workers  int
+	args     []string // worker flags
+	// enqueueFirst fills the queue before the workers start (throughput
+	// from a full queue); else the workers run first and the installs
+	// arrive as a producer sends them.
+	enqueueFirst bool
+	// started, when set, sees each worker process as it starts.
+	started func(*exec.Cmd)
+}
+
+// runResult is what a run measured.
+type runResult struct {
+	total   int
+	counts  map[store.Status]int64
+	dur     time.Duration // from the clock's start to the last result
+	c       sandbox.Counters
+	workers []*exec.Cmd
+}
+
+// installs runs a spec: a sandbox, accounts, workers and installs, until
+// every result is final. The namespace is cleaned up; the processes are
+// stopped after the scenario.
+func (b *bench) installs(ctx context.Context, sp runSpec) (runResult, error) {
+	var res runResult
+	url, accts, err := b.sandboxProc(ctx, sp.accounts, sp.sandbox...)
+	if err != nil {
+		return res, err
+	}
+	if sp.stored > 0 {
+		accts = accts[:sp.stored]
+	}
+	n := b.ns(sp.name)
+	defer b.cleanup(n)
+	if err := b.putAccounts(ctx, n, accts); err != nil {
+		return res, err
+	}
+	startWorkers := func() error {
+		for range max(sp.workers, 1) {
+			w, err := b.start("worker", sp.args, b.workerEnv(n)...)
+			if err != nil {
+				return err
+			}
+			res.workers = append(res.workers, w)
+			if sp.started != nil {
+				sp.started(w)
+			}
+		}
+		return nil
+	}
+	var start time.Time
+	if sp.enqueueFirst {
+		if res.total, err = b.enqueue(ctx, n, accts, sp.codes, sp.settings); err != nil {
+			return res, err
+		}
+		start = time.Now()
+		if err := startWorkers(); err != nil {
+			return res, err
+		}
+	} else {
+		if err := startWorkers(); err != nil {
+			return res, err
+		}
+		if err := b.waitServers(ctx, n.queue, max(sp.workers, 1)); err != nil {
+			return res, err
+		}
+		start = time.Now()
+		if res.total, err = b.enqueue(ctx, n, accts, sp.codes, sp.settings); err != nil {
+			return res, err
+		}
+	}
+	if res.counts, err = b.waitFinal(ctx, n, res.total, 10*time.Minute); err != nil {
+		return res, err
+	}
+	res.dur = time.Since(start)
+	res.c, err = b.counters(url)
+	return res, err
+}
+
 // overhead: installs/s of one worker against a zero-latency sandbox ÷
 // tasks/s of a bare asynq server with a no-op handler; same Redis, same
 // concurrency, same count.
@@ -40,33 +126,16 @@ func (b *bench) overhead(ctx context.Context) (Scenario, error) {
 	perAccount := b.pick(3, 5)
 	sc := Scenario{Name: "overhead_ratio", Target: 0.75, Unit: "ratio"}
 
-	// widgetq
-	url, accts, err := b.sandboxProc(ctx, accounts, "-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount))
+	r, err := b.installs(ctx, runSpec{name: "overhead", accounts: accounts, codes: fillers(perAccount), settings: `{"note":"bench"}`,
+		sandbox: []string{"-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount)},
+		args:    []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, enqueueFirst: true})
 	if err != nil {
 		return sc, err
 	}
-	n := b.ns("overhead")
-	defer b.cleanup(n)
-	if err := b.putAccounts(ctx, n, accts); err != nil {
-		return sc, err
-	}
-	total, err := b.enqueue(ctx, n, accts, fillers(perAccount), `{"note":"bench"}`)
-	if err != nil {
-		return sc, err
-	}
-	start := time.Now()
-	if _, err := b.start("worker", []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, b.workerEnv(n)...); err != nil {
-		return sc, err
-	}
-	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
-	if err != nil {
-		return sc, err
-	}
-	wqDur := time.Since(start)
-	c, _ := b.counters(url)
+	total, counts, wqDur, c := r.total, r.counts, r.dur, r.c
 
 	// bare asynq: the same number of tasks, a no-op handler.
-	queue := "q-noop-" + n.prefix
+	queue := fmt.Sprintf("q-noop-%d", time.Now().UnixNano())
 	client := asynq.NewClientFromRedisClient(b.rdb)
 	for i := range total {
 		t := asynq.NewTask("noop", []byte(fmt.Sprintf(`{"account_id":%d,"widget_code":"w","settings":%s}`, i, seedSettings)))
@@ -74,7 +143,7 @@ func (b *bench) overhead(ctx context.Context) (Scenario, error) {
 			return sc, err
 		}
 	}
-	start = time.Now()
+	start := time.Now()
 	if _, err := b.start("noop-worker", []string{"-redis-url", b.redisURL, "-queue", queue, "-concurrency", strconv.Itoa(conc)}); err != nil {
 		return sc, err
 	}
@@ -107,32 +176,13 @@ func (b *bench) latency(ctx context.Context) (Scenario, error) {
 	const conc = 200
 	accounts := b.pick(3000, 8000)
 	sc := Scenario{Name: "latency_efficiency", Target: 0.90, Unit: "ratio"}
-	url, accts, err := b.sandboxProc(ctx, accounts, "-rate", "-1", "-block-after", "-1", "-latency", "100ms")
+	r, err := b.installs(ctx, runSpec{name: "latency", accounts: accounts, codes: []string{"amo_asterisk"}, settings: seedSettings,
+		sandbox: []string{"-rate", "-1", "-block-after", "-1", "-latency", "100ms"},
+		args:    []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, enqueueFirst: true})
 	if err != nil {
 		return sc, err
 	}
-	n := b.ns("latency")
-	defer b.cleanup(n)
-	if err := b.putAccounts(ctx, n, accts); err != nil {
-		return sc, err
-	}
-	total, err := b.enqueue(ctx, n, accts, []string{"amo_asterisk"}, seedSettings)
-	if err != nil {
-		return sc, err
-	}
-	start := time.Now()
-	if _, err := b.start("worker", []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, b.workerEnv(n)...); err != nil {
-		return sc, err
-	}
-	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
-	if err != nil {
-		return sc, err
-	}
-	dur := time.Since(start)
-	c, err := b.counters(url)
-	if err != nil {
-		return sc, err
-	}
+	total, counts, dur, c := r.total, r.counts, r.dur, r.c
 	// Each install is one POST (the template GET is cached after the
 	// first). The rate is taken over the span of the arrivals, so the
 	// worker's start-up and the last answers' latency are not counted.
@@ -150,37 +200,12 @@ func (b *bench) accountRate(ctx context.Context) (Scenario, error) {
 	accounts := 3
 	perAccount := b.pick(40, 120)
 	sc := Scenario{Name: "account_rate_efficiency", Target: 0.90, Unit: "ratio"}
-	url, accts, err := b.sandboxProc(ctx, accounts, "-filler-widgets", strconv.Itoa(perAccount))
+	r, err := b.installs(ctx, runSpec{name: "account", accounts: accounts, codes: fillers(perAccount), settings: `{"note":"bench"}`,
+		sandbox: []string{"-filler-widgets", strconv.Itoa(perAccount)}, workers: 3, args: []string{"-concurrency", "20"}})
 	if err != nil {
 		return sc, err
 	}
-	n := b.ns("account")
-	defer b.cleanup(n)
-	if err := b.putAccounts(ctx, n, accts); err != nil {
-		return sc, err
-	}
-	for range 3 {
-		if _, err := b.start("worker", []string{"-concurrency", "20"}, b.workerEnv(n)...); err != nil {
-			return sc, err
-		}
-	}
-	if err := b.waitServers(ctx, n.queue, 3); err != nil {
-		return sc, err
-	}
-	start := time.Now()
-	total, err := b.enqueue(ctx, n, accts, fillers(perAccount), `{"note":"bench"}`)
-	if err != nil {
-		return sc, err
-	}
-	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
-	if err != nil {
-		return sc, err
-	}
-	dur := time.Since(start)
-	c, err := b.counters(url)
-	if err != nil {
-		return sc, err
-	}
+	total, counts, dur, c := r.total, r.counts, r.dur, r.c
 	// Each account's rate over the span of its own arrivals, as Kommo
 	// sees it (process start-up and the enqueue are not the limiter's).
 	var sum float64
@@ -203,37 +228,12 @@ func (b *bench) globalRate(ctx context.Context) (Scenario, error) {
 	const cap = 50
 	accounts := 1000
 	sc := Scenario{Name: "global_rate_efficiency", Target: 0.95, Unit: "ratio"}
-	url, accts, err := b.sandboxProc(ctx, accounts, "-global-rate", strconv.Itoa(cap))
+	r, err := b.installs(ctx, runSpec{name: "global", accounts: accounts, stored: b.pick(600, 1000), codes: []string{"amo_asterisk"}, settings: seedSettings,
+		sandbox: []string{"-global-rate", strconv.Itoa(cap)}, workers: 3, args: []string{"-concurrency", "30", "-rate-global", strconv.Itoa(cap)}})
 	if err != nil {
 		return sc, err
 	}
-	n := b.ns("global")
-	defer b.cleanup(n)
-	if err := b.putAccounts(ctx, n, accts[:b.pick(600, 1000)]); err != nil {
-		return sc, err
-	}
-	for range 3 {
-		if _, err := b.start("worker", []string{"-concurrency", "30", "-rate-global", strconv.Itoa(cap)}, b.workerEnv(n)...); err != nil {
-			return sc, err
-		}
-	}
-	if err := b.waitServers(ctx, n.queue, 3); err != nil {
-		return sc, err
-	}
-	start := time.Now()
-	total, err := b.enqueue(ctx, n, accts[:b.pick(600, 1000)], []string{"amo_asterisk"}, seedSettings)
-	if err != nil {
-		return sc, err
-	}
-	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
-	if err != nil {
-		return sc, err
-	}
-	dur := time.Since(start)
-	c, err := b.counters(url)
-	if err != nil {
-		return sc, err
-	}
+	counts, dur, c := r.counts, r.dur, r.c
 	rate := spanRate(c.Total.Requests, c.FirstAt, c.LastAt)
 	sc.Value = rate / cap
 	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0 && c.Total.Blocks == 0
@@ -249,37 +249,13 @@ func (b *bench) onboard(ctx context.Context) (Scenario, error) {
 	const cap = 100
 	accounts := b.pick(1000, 10000)
 	sc := Scenario{Name: "onboard_limit_ratio", Target: 0.90, Unit: "ratio"}
-	url, accts, err := b.sandboxProc(ctx, accounts, "-global-rate", strconv.Itoa(cap), "-latency", "150ms", "-latency-jitter", "50ms")
+	r, err := b.installs(ctx, runSpec{name: "onboard", accounts: accounts, codes: []string{"amo_asterisk"}, settings: seedSettings,
+		sandbox: []string{"-global-rate", strconv.Itoa(cap), "-latency", "150ms", "-latency-jitter", "50ms"},
+		workers: 2, args: []string{"-concurrency", "60", "-rate-global", strconv.Itoa(cap)}})
 	if err != nil {
 		return sc, err
 	}
-	n := b.ns("onboard")
-	defer b.cleanup(n)
-	if err := b.putAccounts(ctx, n, accts); err != nil {
-		return sc, err
-	}
-	for range 2 {
-		if _, err := b.start("worker", []string{"-concurrency", "60", "-rate-global", strconv.Itoa(cap)}, b.workerEnv(n)...); err != nil {
-			return sc, err
-		}
-	}
-	if err := b.waitServers(ctx, n.queue, 2); err != nil {
-		return sc, err
-	}
-	start := time.Now()
-	total, err := b.enqueue(ctx, n, accts, []string{"amo_asterisk"}, seedSettings)
-	if err != nil {
-		return sc, err
-	}
-	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
-	if err != nil {
-		return sc, err
-	}
-	dur := time.Since(start)
-	c, err := b.counters(url)
-	if err != nil {
-		return sc, err
-	}
+	total, counts, dur, c := r.total, r.counts, r.dur, r.c
 	sc.Value = float64(c.Total.Requests) / cap / dur.Seconds()
 	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0 && c.Total.Blocks == 0 && counts[store.StatusInstalled] == int64(total)
 	sc.Detail = map[string]any{"accounts": accounts, "requests": c.Total.Requests, "seconds": round(dur.Seconds()), "fastest_possible_s": round(float64(c.Total.Requests) / cap),
@@ -388,42 +364,17 @@ func (b *bench) workerRSS(ctx context.Context) (Scenario, error) {
 	accounts := b.pick(2000, 10000)
 	perAccount := 5
 	sc := Scenario{Name: "worker_peak_rss_mib", Target: 150, Unit: "MiB"}
-	url, accts, err := b.sandboxProc(ctx, accounts, "-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount))
+	var mem *hwm
+	r, err := b.installs(ctx, runSpec{name: "rss", accounts: accounts, codes: fillers(perAccount), settings: `{"note":"bench"}`,
+		sandbox: []string{"-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount)},
+		args:    []string{"-concurrency", "500", "-rate-per-account", "100000"}, enqueueFirst: true,
+		started: func(w *exec.Cmd) { mem = watchRSS(w.Process.Pid) }})
 	if err != nil {
 		return sc, err
 	}
-	n := b.ns("rss")
-	defer b.cleanup(n)
-	if err := b.putAccounts(ctx, n, accts); err != nil {
-		return sc, err
-	}
-	total, err := b.enqueue(ctx, n, accts, fillers(perAccount), `{"note":"bench"}`)
-	if err != nil {
-		return sc, err
-	}
-	start := time.Now()
-	w, err := b.start("worker", []string{"-concurrency", "500", "-rate-per-account", "100000"}, b.workerEnv(n)...)
-	if err != nil {
-		return sc, err
-	}
-	mem := watchRSS(w.Process.Pid)
-	counts, err := b.waitFinal(ctx, n, total, 10*time.Minute)
-	if err != nil {
-		return sc, err
-	}
-	dur := time.Since(start)
-	_ = w.Process.Signal(syscall.SIGTERM)
-	for w.ProcessState == nil && time.Since(start) < 15*time.Minute {
-		time.Sleep(20 * time.Millisecond)
-	}
-	rss := mem.MiB()
-	if w.ProcessState == nil {
-		return sc, fmt.Errorf("the worker did not stop")
-	}
-	c, _ := b.counters(url)
-	sc.Value = rss
-	sc.OK = rss < sc.Target && counts[store.StatusInstalled] == int64(total)
-	sc.Detail = map[string]any{"tasks": total, "concurrency": 500, "seconds": round(dur.Seconds()), "installs_per_s": round(float64(total) / dur.Seconds()), "kommo_requests": c.Total.Requests}
+	sc.Value = mem.MiB()
+	sc.OK = sc.Value < sc.Target && r.counts[store.StatusInstalled] == int64(r.total)
+	sc.Detail = map[string]any{"tasks": r.total, "concurrency": 500, "seconds": round(r.dur.Seconds()), "installs_per_s": round(float64(r.total) / r.dur.Seconds()), "kommo_requests": r.c.Total.Requests}
 	return sc, nil
 }
 
