@@ -202,12 +202,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.retryCap < c.retryBase {
 		err = errors.Join(err, usagef("retry-cap %s is below retry-base %s", c.retryCap, c.retryBase))
 	}
-	if v, src := get("queues"); true {
-		q, qerr := parseQueues(v)
-		if qerr != nil {
-			err = errors.Join(err, usagef("%s: %v", src, qerr))
-		}
-		c.queues = q
+	v, src := get("queues")
+	var qerr error
+	if c.queues, qerr = parseQueues(v); qerr != nil {
+		err = errors.Join(err, usagef("%s: %v", src, qerr))
 	}
 	if v, src := get("log-format"); v != "text" && v != "json" {
 		err = errors.Join(err, usagef("%s: want text or json, got %q", src, v))

@@ -175,16 +175,8 @@ func Sniff(r io.Reader) (Format, io.Reader) {
 	return CSV, br
 }
 
-// lineReader hands encoding/csv the file line by line, keeping count and
-// refusing overlong lines.
-type countingReader struct {
-	rd *Reader
-}
-
-func (c countingReader) Read(p []byte) (int, error) { return c.rd.br.Read(p) }
-
 func (r *Reader) readHeader() error {
-	r.csv = csv.NewReader(countingReader{r})
+	r.csv = csv.NewReader(r.br)
 	r.csv.FieldsPerRecord = -1
 	r.csv.ReuseRecord = false
 	for {

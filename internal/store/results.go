@@ -90,14 +90,14 @@ func (s *Store) resultKeys(account int64, code string) []string {
 // recordScript writes a result and moves it between the status indexes in
 // one step. KEYS: the result, the all-index, one index per status (in
 // Statuses order). ARGV: member, score, status, data, enqueue_id, created
-// at, mode (unused), then the statuses.
+// at, then the statuses.
 var recordScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4], 'enqueue_id', ARGV[5])
 redis.call('HDEL', KEYS[1], 'inflight')
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
-for i = 8, #ARGV do
-  local idx = KEYS[i - 5]
+for i = 7, #ARGV do
+  local idx = KEYS[i - 4]
   if ARGV[i] == ARGV[3] then
     redis.call('ZADD', idx, ARGV[2], ARGV[1])
   elseif old == ARGV[i] then
@@ -107,31 +107,12 @@ end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1`)
 
-// queuedScript marks a task queued: a fresh result made of hash fields
-// (no JSON to build or parse: bulk marks thousands a second), moved to the
-// queued index. It writes nothing when the result already carries this
-// enqueue_id: a worker got there first, and its verdict stands.
-// KEYS: the result, the all-index, one index per status (Statuses order,
-// queued first). ARGV: member, score, enqueue_id, task_id, queue, op, now,
-// then the statuses.
-var queuedScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'enqueue_id', 'status')
-if cur[1] == ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'enqueue_id', ARGV[3], 'task_id', ARGV[4], 'queue', ARGV[5], 'op', ARGV[6], 'queued_at', ARGV[7])
-redis.call('HDEL', KEYS[1], 'data', 'inflight')
-redis.call('HSETNX', KEYS[1], 'created_at', ARGV[7])
-local old = cur[2]
-if old and old ~= 'queued' then
-  for i = 1, #ARGV - 7 do
-    if ARGV[7 + i] == old then redis.call('ZREM', KEYS[2 + i], ARGV[1]) end
-  end
-end
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 1`)
-
-// queuedManyScript is queuedScript for a batch in one call: the script
-// call's own cost, paid once per batch, is most of what a mark costs.
+// queuedManyScript marks tasks queued: each gets a fresh result made of
+// hash fields (no JSON to build or parse: bulk marks thousands a second),
+// moved to the queued index. It leaves alone a result that already carries
+// the task's enqueue_id: a worker got there first, and its verdict stands.
+// One call takes a whole batch: the script call's own cost is most of
+// what a mark costs. It returns how many it wrote.
 // KEYS: the all-index, the status indexes, then one result per entry.
 // ARGV: now, the statuses, then per entry: member, score, enqueue_id,
 // task_id, queue, op.
@@ -166,17 +147,10 @@ for a = 2 + ns, #ARGV, 6 do
 end
 return written`)
 
-func (s *Store) queuedArgs(q Queued, now string) []any {
-	args := []any{member(q.AccountID, q.Code), q.AccountID, q.EnqueueID, q.TaskID, q.Queue, q.Op, now}
-	for _, st := range Statuses {
-		args = append(args, string(st))
-	}
-	return args
-}
-
-func (s *Store) record(ctx context.Context, r *Result, mode string) (bool, error) {
+// Record writes a result as it stands.
+func (s *Store) Record(ctx context.Context, r *Result) error {
 	if !r.Status.Valid() {
-		return false, fmt.Errorf("store: record: unknown status %q", r.Status)
+		return fmt.Errorf("store: record: unknown status %q", r.Status)
 	}
 	now := s.now().UTC()
 	r.UpdatedAt = now
@@ -185,23 +159,14 @@ func (s *Store) record(ctx context.Context, r *Result, mode string) (bool, error
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
-		return false, fmt.Errorf("store: encode result: %w", err)
+		return fmt.Errorf("store: encode result: %w", err)
 	}
-	args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, r.CreatedAt.Format(time.RFC3339Nano), mode}
+	args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, r.CreatedAt.Format(time.RFC3339Nano)}
 	for _, st := range Statuses {
 		args = append(args, string(st))
 	}
-	n, err := recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Int()
-	if err != nil {
-		return false, redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
-	}
-	return n == 1, nil
-}
-
-// Record writes a result as it stands.
-func (s *Store) Record(ctx context.Context, r *Result) error {
-	_, err := s.record(ctx, r, "set")
-	return err
+	err = recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Err()
+	return redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
 }
 
 // MarkQueued records that a task was enqueued: a fresh result in status
@@ -209,12 +174,8 @@ func (s *Store) Record(ctx context.Context, r *Result) error {
 // writes nothing if a worker already recorded this enqueueing (same
 // enqueue ID), and reports whether it wrote.
 func (s *Store) MarkQueued(ctx context.Context, q Queued) (bool, error) {
-	now := s.now().UTC().Format(time.RFC3339Nano)
-	n, err := queuedScript.Run(ctx, s.rdb, s.resultKeys(q.AccountID, q.Code), s.queuedArgs(q, now)...).Int()
-	if err != nil {
-		return false, redisErr(fmt.Sprintf("mark queued account %d widget %s", q.AccountID, q.Code), err)
-	}
-	return n == 1, nil
+	n, err := s.markQueuedMany(ctx, []Queued{q}, true)
+	return n == 1, err
 }
 
 // Result reads one result; ErrNotFound when there is none.
@@ -260,8 +221,10 @@ type TaskState struct {
 }
 
 // Begin reads a task's state in one round trip and, when markInFlight,
-// then marks its result in flight (see MarkInFlight): Result is the state
-// before the mark.
+// then marks its result in flight: a request that may change the account
+// (an install or uninstall) may be on its way, and a run that finds the
+// mark cannot know whether it took effect. Recording a verdict clears it.
+// Result is the state before the mark.
 func (s *Store) Begin(ctx context.Context, account int64, code string, markInFlight bool) (TaskState, error) {
 	var res, acct *redis.MapStringStringCmd
 	var blk *redis.StringCmd
@@ -299,13 +262,6 @@ func (s *Store) Begin(ctx context.Context, account int64, code string, markInFli
 // without sending anything (deferred for rate budget).
 func (s *Store) ClearInFlight(ctx context.Context, account int64, code string) error {
 	return redisErr("clear in flight", s.rdb.HDel(ctx, s.resultKey(account, code), "inflight").Err())
-}
-
-// MarkInFlight notes, before a request that changes the account is sent,
-// that its outcome is not known yet. Recording a verdict clears it.
-func (s *Store) MarkInFlight(ctx context.Context, account int64, code string) error {
-	err := s.rdb.HSet(ctx, s.resultKey(account, code), "inflight", s.now().UTC().Format(time.RFC3339Nano)).Err()
-	return redisErr("mark in flight", err)
 }
 
 // Query selects results. Zero fields select everything.
@@ -422,12 +378,13 @@ type Queued struct {
 
 // MarkQueuedMany is MarkQueued for many tasks in one round trip.
 func (s *Store) MarkQueuedMany(ctx context.Context, qs []Queued) error {
-	return s.markQueuedMany(ctx, qs, true)
+	_, err := s.markQueuedMany(ctx, qs, true)
+	return err
 }
 
-func (s *Store) markQueuedMany(ctx context.Context, qs []Queued, retry bool) error {
+func (s *Store) markQueuedMany(ctx context.Context, qs []Queued, retry bool) (int, error) {
 	if len(qs) == 0 {
-		return nil
+		return 0, nil
 	}
 	now := s.now().UTC().Format(time.RFC3339Nano)
 	keys := []string{s.key("idx", "all")}
@@ -442,13 +399,13 @@ func (s *Store) markQueuedMany(ctx context.Context, qs []Queued, retry bool) err
 		keys = append(keys, s.resultKey(q.AccountID, q.Code))
 		args = append(args, member(q.AccountID, q.Code), q.AccountID, q.EnqueueID, q.TaskID, q.Queue, q.Op)
 	}
-	err := queuedManyScript.EvalSha(ctx, s.rdb, keys, args...).Err()
+	n, err := queuedManyScript.EvalSha(ctx, s.rdb, keys, args...).Int()
 	if err != nil && retry && strings.Contains(err.Error(), "NOSCRIPT") {
 		// The script is not cached on this server yet: load it, try again.
 		if lerr := queuedManyScript.Load(ctx, s.rdb).Err(); lerr != nil {
-			return redisErr("load script", lerr)
+			return 0, redisErr("load script", lerr)
 		}
 		return s.markQueuedMany(ctx, qs, false)
 	}
-	return redisErr("mark queued", err)
+	return n, redisErr("mark queued", err)
 }

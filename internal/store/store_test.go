@@ -332,11 +332,11 @@ func TestInFlightMarkIsClearedByAVerdict(t *testing.T) {
 	if _, err := s.MarkQueued(ctx, store.Queued{Op: "install", AccountID: 1, Code: "w", TaskID: "install:1:w", EnqueueID: "e1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkInFlight(ctx, 1, "w"); err != nil {
+	if _, err := s.Begin(ctx, 1, "w", true); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := s.Result(ctx, 1, "w"); !r.InFlight || r.Status != store.StatusQueued {
-		t.Fatalf("after MarkInFlight: %+v", r)
+		t.Fatalf("after Begin marked it in flight: %+v", r)
 	}
 	_ = s.Record(ctx, &store.Result{AccountID: 1, WidgetCode: "w", Status: store.StatusRetrying, EnqueueID: "e1"})
 	if r, _ := s.Result(ctx, 1, "w"); r.InFlight {
