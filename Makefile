@@ -1,7 +1,7 @@
 # widgetq — see README.md.
 GO      ?= go
 PKGS    := ./...
-FUZZTIME ?= 20s
+FUZZTIME ?= 1m
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9
 
 .PHONY: all test build lint fuzz sandbox demo bench bench-short bench-bulk bench-go clean
@@ -22,7 +22,7 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## fuzz: run each fuzz test for FUZZTIME (new findings land in testdata/fuzz)
-FUZZ_TARGETS := ./internal/bulk:FuzzReader ./internal/kommo:FuzzErrorBody ./internal/kommo:FuzzValidateSettings ./internal/kommo:FuzzWidget ./tasks:FuzzDecodeInstallWidget
+FUZZ_TARGETS := ./internal/bulk:FuzzReader ./internal/kommo:FuzzErrorBody ./internal/kommo:FuzzValidateSettings ./internal/kommo:FuzzWidget ./tasks:FuzzDecodeInstallWidget ./internal/seal:FuzzOpen
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

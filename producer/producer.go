@@ -3,7 +3,9 @@
 package producer
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/widgetq/widgetq/internal/autopipe"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -70,7 +73,7 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 		if pl.EnqueueID == "" {
 			pl.EnqueueID = tasks.NewEnqueueID()
 		}
-		t, err := tasks.NewInstallWidgetTask(*pl, opts...)
+		t, err := tasks.NewInstallWidgetTask(p.sealed(*pl), opts...)
 		if err != nil {
 			out[i] = Result{Outcome: Invalid, Err: err}
 			continue
@@ -158,6 +161,44 @@ type Producer struct {
 	pipe   *autopipe.Client
 	st     *store.Store
 	opts   []asynq.Option
+	keys   *seal.Keys
+}
+
+// SealSettings makes the producer seal every install's settings with key
+// (the 32 bytes WIDGETQ_SECRET_KEY encodes in base64) before they reach
+// Redis, so that `pass` values and `users_lp` passwords never rest there
+// in plaintext; workers need the same key. nil turns sealing off. Call it
+// before the producer is shared.
+func (p *Producer) SealSettings(key []byte) error {
+	if key == nil {
+		p.keys = nil
+		return nil
+	}
+	k, err := seal.New(key)
+	if err != nil {
+		return err
+	}
+	p.keys = k
+	return nil
+}
+
+// sealed returns the payload with its settings sealed when the producer
+// has a key. Invalid payloads come back as they are, for the constructor
+// to report.
+func (p *Producer) sealed(pl tasks.InstallWidgetPayload) tasks.InstallWidgetPayload {
+	if !p.keys.Enabled() || pl.SealedSettings != "" || pl.Validate() != nil {
+		return pl
+	}
+	s := bytes.TrimSpace(pl.Settings)
+	if len(s) == 0 || bytes.Equal(s, []byte("null")) {
+		s = []byte("{}")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, s); err != nil {
+		return pl
+	}
+	pl.SealedSettings, pl.Settings = p.keys.Seal(buf.String()), nil
+	return pl
 }
 
 // New returns a producer on a Redis, with widgetq's key prefix ("" for the
@@ -177,7 +218,7 @@ func (p *Producer) Install(ctx context.Context, payload tasks.InstallWidgetPaylo
 	if payload.EnqueueID == "" {
 		payload.EnqueueID = tasks.NewEnqueueID()
 	}
-	t, err := tasks.NewInstallWidgetTask(payload, append(append([]asynq.Option(nil), p.opts...), opts...)...)
+	t, err := tasks.NewInstallWidgetTask(p.sealed(payload), append(append([]asynq.Option(nil), p.opts...), opts...)...)
 	if err != nil {
 		return "", err
 	}

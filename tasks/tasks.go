@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -38,6 +39,8 @@ const (
 	DefaultRetention = 24 * time.Hour
 	// MaxSettingsBytes bounds a settings object.
 	MaxSettingsBytes = 64 << 10
+	// sealedPrefix starts a sealed value (internal/seal's format).
+	sealedPrefix = "wqs1."
 )
 
 // InstallWidgetPayload installs a widget into an account.
@@ -49,6 +52,11 @@ type InstallWidgetPayload struct {
 	// Settings is the install body: a flat JSON object keyed by the
 	// widget's settings_template keys. Empty means {}.
 	Settings json.RawMessage `json:"settings,omitempty"`
+	// SealedSettings is Settings encrypted with widgetq's secret key
+	// (WIDGETQ_SECRET_KEY), so that `pass` values and `users_lp` passwords
+	// never rest in Redis in plaintext; Settings is then empty. widgetq's
+	// producer fills it when it has a key; a worker with the key opens it.
+	SealedSettings string `json:"sealed_settings,omitempty"`
 	// EnqueueID tells one enqueueing of this task from another; the
 	// constructor sets it. Results record it, so that marking a task
 	// queued never overwrites what a worker already recorded for it.
@@ -107,6 +115,17 @@ func (p *InstallWidgetPayload) Validate() error {
 		return err
 	}
 	s := bytes.TrimSpace(p.Settings)
+	if p.SealedSettings != "" {
+		switch {
+		case len(s) > 0 && !bytes.Equal(s, []byte("null")):
+			return &FieldError{"settings", "given together with sealed_settings; give one"}
+		case !strings.HasPrefix(p.SealedSettings, sealedPrefix):
+			return &FieldError{"sealed_settings", "not a value sealed by widgetq"}
+		case len(p.SealedSettings) > 2*MaxSettingsBytes:
+			return &FieldError{"sealed_settings", fmt.Sprintf("%d bytes, more than the %d allowed", len(p.SealedSettings), 2*MaxSettingsBytes)}
+		}
+		return nil
+	}
 	switch {
 	case len(s) == 0 || bytes.Equal(s, []byte("null")):
 		return nil
@@ -164,7 +183,7 @@ func NewInstallWidgetTask(p InstallWidgetPayload, opts ...asynq.Option) (*asynq.
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if s := bytes.TrimSpace(p.Settings); len(s) == 0 || bytes.Equal(s, []byte("null")) {
+	if s := bytes.TrimSpace(p.Settings); p.SealedSettings == "" && (len(s) == 0 || bytes.Equal(s, []byte("null"))) {
 		p.Settings = json.RawMessage("{}")
 	}
 	// json.Marshal compacts the settings (a RawMessage) on its own.

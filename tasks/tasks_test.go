@@ -111,3 +111,27 @@ func FuzzDecodeInstallWidget(f *testing.F) {
 		}
 	})
 }
+
+func TestSealedSettingsAreValidatedAndStandAlone(t *testing.T) {
+	ok := tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: "w", SealedSettings: "wqs1.0a0b0c0d.AAAA"}
+	task, err := tasks.NewInstallWidgetTask(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tasks.DecodeInstallWidget(task.Payload())
+	if err != nil || p.SealedSettings != ok.SealedSettings || len(p.Settings) != 0 {
+		t.Fatalf("round trip: %+v %v (settings must not default to {} beside sealed ones)", p, err)
+	}
+	for _, c := range []struct {
+		p     tasks.InstallWidgetPayload
+		field string
+	}{
+		{tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: "w", SealedSettings: "plain"}, "sealed_settings"},
+		{tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: "w", SealedSettings: ok.SealedSettings, Settings: json.RawMessage(`{"a":1}`)}, "settings"},
+	} {
+		var fe *tasks.FieldError
+		if _, err := tasks.NewInstallWidgetTask(c.p); !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%+v: %v, want an error naming %s", c.p, err, c.field)
+		}
+	}
+}

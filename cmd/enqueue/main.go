@@ -27,6 +27,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/widgetq/widgetq/internal/redisconn"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
@@ -86,7 +87,10 @@ func (a *app) connect(ctx context.Context) error {
 	if url == "" {
 		url = a.getenv("REDIS_URL")
 	}
-	var err error
+	keys, err := seal.FromEnv(a.getenv("WIDGETQ_SECRET_KEY"), a.getenv("WIDGETQ_SECRET_KEY_PREVIOUS"))
+	if err != nil {
+		return &usageError{err}
+	}
 	if url == "" {
 		a.conn = redisconn.Embedded(redisconn.EmbeddedAddr)
 	} else if a.conn, err = redisconn.Parse(url); err != nil {
@@ -105,8 +109,14 @@ func (a *app) connect(ctx context.Context) error {
 	if prefix == "" {
 		prefix = a.getenv("WIDGETQ_PREFIX")
 	}
-	a.st = store.New(a.rdb, prefix)
+	a.st = store.New(a.rdb, prefix).WithKeys(keys)
 	a.prod = producer.New(a.rdb, prefix, asynq.Queue(a.queueName()))
+	if keys.Enabled() {
+		key, _ := seal.ParseKey(a.getenv("WIDGETQ_SECRET_KEY"))
+		if err := a.prod.SealSettings(key); err != nil {
+			return &usageError{err}
+		}
+	}
 	return nil
 }
 
@@ -189,7 +199,7 @@ Exit codes: 0 success, 1 failure (or rejected lines), 2 usage error.`,
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", "", "prefix of widgetq's Redis keys (default $WIDGETQ_PREFIX, else widgetq)")
 	root.PersistentFlags().StringVar(&a.queue, "queue", "", "queue for new tasks (default $WIDGETQ_QUEUE, else widgets)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newAccountsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newReplayCmd(a))
+	root.AddCommand(newAccountsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newReplayCmd(a), newSecretsCmd(a))
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

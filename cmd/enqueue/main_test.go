@@ -27,6 +27,7 @@ import (
 )
 
 type env struct {
+	vars   map[string]string // more variables for the CLI
 	r      *redistest.Redis
 	prefix string
 	queue  string
@@ -60,6 +61,9 @@ func (e *env) cliCtx(ctx context.Context, t *testing.T, stdin string, args ...st
 
 func (e *env) cliReader(ctx context.Context, _ *testing.T, stdin io.Reader, args ...string) out {
 	vars := map[string]string{"REDIS_URL": e.r.URL, "WIDGETQ_PREFIX": e.prefix, "WIDGETQ_QUEUE": e.queue}
+	for k, v := range e.vars {
+		vars[k] = v
+	}
 	var so, se bytes.Buffer
 	code := run(ctx, args, func(k string) string { return vars[k] }, stdin, &so, &se)
 	return out{code, so.String(), se.String()}

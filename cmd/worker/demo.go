@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,16 +11,20 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/internal/tty"
 	"github.com/widgetq/widgetq/internal/worker"
@@ -63,7 +68,17 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	defer logFile.Close()
 	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	st := store.New(rdb, c.prefix)
+	// Secrets sealed as in production: WIDGETQ_SECRET_KEY if given, else a
+	// key made for this run.
+	keys, demoKey := c.keys, c.secretKey
+	if !keys.Enabled() {
+		demoKey = make([]byte, seal.KeySize)
+		_, _ = rand.Read(demoKey)
+		if keys, err = seal.New(demoKey); err != nil {
+			return err
+		}
+	}
+	st := store.New(rdb, c.prefix).WithKeys(keys)
 	n := c.demoAccounts
 	first := 20001
 	type plan struct {
@@ -134,6 +149,9 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "worker log: %s\n", logPath)
 	start := time.Now()
 	prod := producer.New(rdb, c.prefix)
+	if err := prod.SealSettings(demoKey); err != nil {
+		return err
+	}
 	for _, p := range plans {
 		if _, err := prod.Install(ctx, tasks.InstallWidgetPayload{AccountID: p.id, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(p.settings)}); err != nil {
 			return fmt.Errorf("enqueue account %d: %w", p.id, err)
@@ -175,7 +193,53 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	if tty {
 		fmt.Fprintln(stdout)
 	}
-	return demoSummary(ctx, stdout, st, sb, counts, time.Since(start))
+	if err := demoSummary(ctx, stdout, st, sb, counts, time.Since(start)); err != nil {
+		return err
+	}
+	scanned, found, err := scanForPlaintext(ctx, rdb, regexp.MustCompile(`eXaMp1E|[ar]t_[0-9a-f]{48}`))
+	if err != nil {
+		return err
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("demo: plaintext secrets in Redis keys %v", found)
+	}
+	fmt.Fprintf(stdout, "Secrets sealed with AES-256-GCM (key %s%s): %d Redis keys scanned, no token or password in plaintext.\n",
+		keys.KeyID(), map[bool]string{true: ", made for this run", false: ", WIDGETQ_SECRET_KEY"}[c.secretKey == nil], scanned)
+	return nil
+}
+
+// scanForPlaintext reads every key's values and returns the keys holding
+// a match of secret (the demo's password, the sandbox's token shapes).
+func scanForPlaintext(ctx context.Context, rdb redis.UniversalClient, secret *regexp.Regexp) (int, []string, error) {
+	var found []string
+	n := 0
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		n++
+		var vals []string
+		switch rdb.Type(ctx, k).Val() {
+		case "string":
+			vals = []string{rdb.Get(ctx, k).Val()}
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				vals = append(vals, f, v)
+			}
+		case "list":
+			vals = rdb.LRange(ctx, k, 0, -1).Val()
+		case "set":
+			vals = rdb.SMembers(ctx, k).Val()
+		case "zset":
+			vals = rdb.ZRange(ctx, k, 0, -1).Val()
+		}
+		for _, v := range vals {
+			if secret.MatchString(v) {
+				found = append(found, k)
+				break
+			}
+		}
+	}
+	return n, found, iter.Err()
 }
 
 func progressLine(counts map[store.Status]int64, total int64, elapsed time.Duration) string {

@@ -31,6 +31,7 @@ import (
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/tasks"
@@ -71,6 +72,8 @@ type config struct {
 	demo                                      bool
 	demoAccounts                              int
 	debugAddr                                 string
+	keys                                      *seal.Keys
+	secretKey                                 []byte // WIDGETQ_SECRET_KEY decoded (nil: none)
 }
 
 const usageText = `Usage: worker [flags]
@@ -79,6 +82,11 @@ Runs widgetq's install and uninstall tasks from Redis. Every flag can also
 be set by the environment variable named in brackets; a flag wins over its
 variable. Secrets (KOMMO_CLIENT_SECRET, passwords in REDIS_URL) are best
 given by environment.
+
+Environment only:
+  WIDGETQ_SECRET_KEY           32 bytes in base64 (openssl rand -base64 32): seal
+                               tokens and widget settings in Redis with AES-256-GCM
+  WIDGETQ_SECRET_KEY_PREVIOUS  the key before a rotation, still accepted for reading
 
 Flags:
 `
@@ -218,6 +226,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.clientID != "" && c.clientSecret == "" {
 		err = errors.Join(err, usagef("KOMMO_CLIENT_SECRET (-client-secret) is required with KOMMO_CLIENT_ID"))
 	}
+	var kerr error
+	if c.keys, kerr = seal.FromEnv(getenv("WIDGETQ_SECRET_KEY"), getenv("WIDGETQ_SECRET_KEY_PREVIOUS")); kerr != nil {
+		err = errors.Join(err, usagef("%v", kerr))
+	} else if c.keys.Enabled() {
+		c.secretKey, _ = seal.ParseKey(getenv("WIDGETQ_SECRET_KEY"))
+	}
 	if strings.ContainsAny(c.prefix, "{}: ") || c.prefix == "" {
 		err = errors.Join(err, usagef("prefix: %q must be non-empty without braces, colons or spaces", c.prefix))
 	}
@@ -300,7 +314,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// share round trips.
 	pipe := autopipe.New(rdb, 4, 256)
 	defer pipe.Close()
-	st := store.New(pipe, c.prefix)
+	st := store.New(pipe, c.prefix).WithKeys(c.keys)
+	if c.keys.Enabled() {
+		if err := st.CheckKeys(ctx); err != nil {
+			return usagef("WIDGETQ_SECRET_KEY: stored credentials do not open with it (%v); give the key they were sealed with, or the old one as WIDGETQ_SECRET_KEY_PREVIOUS", err)
+		}
+	} else {
+		log.Warn("no WIDGETQ_SECRET_KEY: access and refresh tokens and widget settings rest in Redis in plaintext")
+		if err := st.CheckKeys(ctx); err != nil {
+			return usagef("stored credentials are sealed: set WIDGETQ_SECRET_KEY (%v)", err)
+		}
+	}
 	lim, err := ratelimit.New(pipe, ratelimit.Config{PerAccount: c.ratePerAccount, Global: c.rateGlobal, Prefix: c.prefix})
 	if err != nil {
 		return usagef("%v", err)
@@ -327,7 +351,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("start: %w", err)
 	}
 	log.Info("worker started", "redis", conn.Display, "concurrency", c.concurrency, "queues", fmt.Sprint(c.queues),
-		"rate_per_account", c.ratePerAccount, "rate_global", c.rateGlobal, "prefix", c.prefix)
+		"rate_per_account", c.ratePerAccount, "rate_global", c.rateGlobal, "prefix", c.prefix, "secrets_sealed", c.keys.Enabled(), "secret_key_id", c.keys.KeyID())
 	<-ctx.Done()
 	log.Info("stopping: no new tasks; running ones may finish", "within", c.shutdownTimeout.String())
 	srv.Shutdown()

@@ -90,15 +90,17 @@ func (s *Store) PutAccount(ctx context.Context, a Account) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		k := s.accountKey(a.ID)
 		p.Del(ctx, k)
-		p.HSet(ctx, k, accountFields(a)...)
+		p.HSet(ctx, k, s.accountFields(a)...)
 		p.ZAdd(ctx, s.key("accts"), redis.Z{Score: float64(a.ID), Member: id(a.ID)})
 		return nil
 	})
 	return redisErr(fmt.Sprintf("put account %d", a.ID), err)
 }
 
-func accountFields(a Account) []any {
-	f := []any{"base_url", a.BaseURL, "access_token", a.AccessToken, "refresh_token", a.RefreshToken, "updated_at", a.UpdatedAt.Format(time.RFC3339Nano)}
+// accountFields are the hash fields of an account, its tokens sealed when
+// the store has a key.
+func (s *Store) accountFields(a Account) []any {
+	f := []any{"base_url", a.BaseURL, "access_token", s.keys.Seal(a.AccessToken), "refresh_token", s.keys.Seal(a.RefreshToken), "updated_at", a.UpdatedAt.Format(time.RFC3339Nano)}
 	if !a.ExpiresAt.IsZero() {
 		f = append(f, "expires_at", a.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	} else {
@@ -113,14 +115,23 @@ func (s *Store) GetAccount(ctx context.Context, n int64) (*Account, error) {
 	if err != nil {
 		return nil, redisErr(fmt.Sprintf("get account %d", n), err)
 	}
-	return decodeAccount(n, m)
+	return s.decodeAccount(n, m)
 }
 
-func decodeAccount(n int64, m map[string]string) (*Account, error) {
+// decodeAccount reads an account's hash, opening sealed tokens. An error
+// opening them names the account and the field, never the value.
+func (s *Store) decodeAccount(n int64, m map[string]string) (*Account, error) {
 	if len(m) == 0 || m["base_url"] == "" {
 		return nil, fmt.Errorf("account %d: %w", n, ErrAccountNotFound)
 	}
-	a := &Account{ID: n, BaseURL: m["base_url"], AccessToken: m["access_token"], RefreshToken: m["refresh_token"]}
+	a := &Account{ID: n, BaseURL: m["base_url"]}
+	var err error
+	if a.AccessToken, err = s.keys.Open(m["access_token"]); err != nil {
+		return nil, fmt.Errorf("account %d: access_token: %w", n, err)
+	}
+	if a.RefreshToken, err = s.keys.Open(m["refresh_token"]); err != nil {
+		return nil, fmt.Errorf("account %d: refresh_token: %w", n, err)
+	}
 	a.ExpiresAt, _ = time.Parse(time.RFC3339Nano, m["expires_at"])
 	a.UpdatedAt, _ = time.Parse(time.RFC3339Nano, m["updated_at"])
 	return a, nil
@@ -205,7 +216,7 @@ func (t *tokenStore) SaveToken(ctx context.Context, tok *kommo.Token) error {
 		exp = tok.Expiry.UTC().Format(time.RFC3339Nano)
 	}
 	n, err := saveTokenScript.Run(ctx, t.s.rdb, []string{t.s.accountKey(t.id)},
-		tok.AccessToken, tok.RefreshToken, exp, t.s.now().UTC().Format(time.RFC3339Nano)).Int()
+		t.s.keys.Seal(tok.AccessToken), t.s.keys.Seal(tok.RefreshToken), exp, t.s.now().UTC().Format(time.RFC3339Nano)).Int()
 	if err != nil {
 		return redisErr(fmt.Sprintf("save token of account %d", t.id), err)
 	}
@@ -353,4 +364,90 @@ func (s *Store) AccountsExist(ctx context.Context, ids []int64) (map[int64]bool,
 		out[n] = cmds[i].Val() == 1
 	}
 	return out, nil
+}
+
+// resealScript replaces an account's tokens only while they are still the
+// ones the re-seal read: a refresh that lands in between wins, and the
+// re-seal reads the account again.
+var resealScript = redis.NewScript(`
+if (redis.call('HGET', KEYS[1], 'access_token') or '') ~= ARGV[1] or (redis.call('HGET', KEYS[1], 'refresh_token') or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'access_token', ARGV[3], 'refresh_token', ARGV[4])
+return 1`)
+
+// ResealAccounts seals every account's tokens with the store's current
+// key: plaintext ones, and ones sealed with the previous key. It returns
+// how many accounts it rewrote and how many it looked at.
+func (s *Store) ResealAccounts(ctx context.Context) (changed, total int, err error) {
+	if !s.keys.Enabled() {
+		return 0, 0, errors.New("store: re-seal: no WIDGETQ_SECRET_KEY is configured")
+	}
+	var after int64
+	for {
+		ids, err := s.rdb.ZRangeByScore(ctx, s.key("accts"), &redis.ZRangeBy{Min: "(" + id(after), Max: "+inf", Count: 500}).Result()
+		if err != nil {
+			return changed, total, redisErr("re-seal: list accounts", err)
+		}
+		if len(ids) == 0 {
+			return changed, total, nil
+		}
+		for _, sid := range ids {
+			n, _ := strconv.ParseInt(sid, 10, 64)
+			after = n
+			total++
+			did, err := s.resealAccount(ctx, n)
+			if err != nil {
+				return changed, total, err
+			}
+			if did {
+				changed++
+			}
+		}
+	}
+}
+
+func (s *Store) resealAccount(ctx context.Context, n int64) (bool, error) {
+	k := s.accountKey(n)
+	for range 5 {
+		m, err := s.rdb.HMGet(ctx, k, "access_token", "refresh_token").Result()
+		if err != nil {
+			return false, redisErr(fmt.Sprintf("re-seal account %d", n), err)
+		}
+		at, _ := m[0].(string)
+		rt, _ := m[1].(string)
+		if !s.keys.NeedsReseal(at) && !s.keys.NeedsReseal(rt) {
+			return false, nil
+		}
+		nat, _, err := s.keys.Reseal(at)
+		if err != nil {
+			return false, fmt.Errorf("re-seal account %d: access_token: %w", n, err)
+		}
+		nrt, _, err := s.keys.Reseal(rt)
+		if err != nil {
+			return false, fmt.Errorf("re-seal account %d: refresh_token: %w", n, err)
+		}
+		ok, err := resealScript.Run(ctx, s.rdb, []string{k}, at, rt, nat, nrt).Int()
+		if err != nil {
+			return false, redisErr(fmt.Sprintf("re-seal account %d", n), err)
+		}
+		if ok == 1 {
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("re-seal account %d: its tokens kept changing; run the re-seal again", n)
+}
+
+// CheckKeys opens the tokens of the first stored account, so a process
+// started with the wrong WIDGETQ_SECRET_KEY says so at start rather than
+// on every task. No accounts: nil.
+func (s *Store) CheckKeys(ctx context.Context) error {
+	ids, err := s.rdb.ZRange(ctx, s.key("accts"), 0, 0).Result()
+	if err != nil || len(ids) == 0 {
+		return redisErr("check keys", err)
+	}
+	n, _ := strconv.ParseInt(ids[0], 10, 64)
+	_, err = s.GetAccount(ctx, n)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }

@@ -246,8 +246,11 @@ func (s *Store) Begin(ctx context.Context, account int64, code string, markInFli
 	} else if !errors.Is(err, ErrNotFound) {
 		return st, err
 	}
-	if a, err := decodeAccount(account, acct.Val()); err == nil {
+	if a, err := s.decodeAccount(account, acct.Val()); err == nil {
 		st.Account = a
+	} else if !errors.Is(err, ErrNotFound) {
+		// Stored, but its tokens do not open with this process's keys.
+		return st, err
 	}
 	if raw, err := blk.Bytes(); err == nil {
 		var b Block

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/widgetq/widgetq/internal/seal"
 )
 
 // DefaultPrefix is the key prefix when none is given.
@@ -24,6 +26,7 @@ type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
 	now    func() time.Time
+	keys   *seal.Keys
 	// LockTTL bounds how long a dead holder keeps an account's refresh
 	// lock (default 60s; a refresh is bounded by its 30s timeout).
 	LockTTL time.Duration
@@ -39,6 +42,17 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 	}
 	return &Store{rdb: rdb, prefix: "{" + prefix + "}:", now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
 }
+
+// WithKeys makes the store seal the tokens it writes with keys, and open
+// those it reads with them (nil: plaintext, as without a key). Call it
+// before the store is shared.
+func (s *Store) WithKeys(keys *seal.Keys) *Store {
+	s.keys = keys
+	return s
+}
+
+// Keys returns the store's sealing keys (nil without).
+func (s *Store) Keys() *seal.Keys { return s.keys }
 
 // Redis returns the client the store uses.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }

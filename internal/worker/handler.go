@@ -8,6 +8,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -29,7 +31,8 @@ import (
 const (
 	// ClassAccountUnknown: no credentials are stored for the account.
 	ClassAccountUnknown = "account_unknown"
-	// ClassInternal: widgetq's own Redis failed; retried like a 5xx.
+	// ClassInternal: widgetq's own Redis failed, or the worker lacks the
+	// secret key a value was sealed with; retried like a 5xx.
 	ClassInternal = "internal"
 )
 
@@ -268,6 +271,21 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 	acct, err := h.account(ctx, a)
 	if err != nil {
 		return err
+	}
+	if p.SealedSettings != "" {
+		plain, err := h.st.Keys().Open(p.SealedSettings)
+		switch {
+		case errors.Is(err, seal.ErrCorrupt):
+			return &permanent{string(kommo.ClassInvalid), "sealed_settings: " + err.Error()}
+		case err != nil:
+			// The worker lacks the key the producer used: a configuration
+			// to fix, not a verdict on the task.
+			return &internalErr{fmt.Errorf("sealed_settings: %w", err)}
+		}
+		p.Settings, p.SealedSettings = json.RawMessage(plain), ""
+		if err := p.Validate(); err != nil {
+			return &permanent{string(kommo.ClassInvalid), err.Error()}
+		}
 	}
 	c, err := h.client(ctx, a, acct)
 	if err != nil {

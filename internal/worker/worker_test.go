@@ -19,6 +19,7 @@ import (
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/producer"
@@ -86,8 +87,9 @@ func (e *env) oauth() *kommo.OAuthConfig {
 	return &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret}
 }
 
-// startWorker runs one in-process worker until the test ends.
-func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, concurrency int) {
+// startWorker runs one in-process worker until the test ends, or until
+// the function it returns is called.
+func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, concurrency int) (stop func()) {
 	t.Helper()
 	lc.Prefix = e.prefix
 	lim, err := ratelimit.New(e.r.Client, lc)
@@ -108,7 +110,10 @@ func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, c
 	if err := srv.Start(mux); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
+	var once sync.Once
+	stop = func() { once.Do(srv.Shutdown) }
+	t.Cleanup(stop)
+	return stop
 }
 
 func (e *env) install(t *testing.T, account int, code string, settings string) {
@@ -406,5 +411,56 @@ func TestDeferralsCostNoExtraRequest(t *testing.T) {
 	// nothing leaves no in-flight mark to make the next run check first.
 	if n := e.sb.Counters().Total.Requests; n != 12 {
 		t.Fatalf("%d requests to Kommo, want 12", n)
+	}
+}
+
+func TestSealedSettingsReachKommoOnlyThroughAWorkerWithTheKey(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 2)
+	sk := bytes.Repeat([]byte{9}, seal.KeySize)
+	if err := e.prod.SealSettings(sk); err != nil {
+		t.Fatal(err)
+	}
+	e.install(t, 1, sandbox.WidgetAsterisk, seed)
+	// A worker without the key cannot open the settings: retried as an
+	// internal failure that names the setting, nothing sent to Kommo.
+	stop := e.startWorker(t, worker.Config{MaxWait: time.Second}, ratelimit.Config{}, 2)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, _ := e.st.Result(context.Background(), 1, sandbox.WidgetAsterisk)
+		if r != nil && r.LastError != nil {
+			if r.Status != store.StatusRetrying || r.LastError.Class != worker.ClassInternal || !strings.Contains(r.LastError.Detail, "WIDGETQ_SECRET_KEY") {
+				t.Fatalf("without the key: %+v %+v", r, r.LastError)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no attempt recorded: %+v", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, ok := e.sb.Installed("a1", sandbox.WidgetAsterisk); ok {
+		t.Fatal("installed without its settings")
+	}
+	// A worker with the key installs it, with the settings as given.
+	stop()
+	k, _ := seal.New(sk)
+	e.st = store.New(e.r.Client, e.prefix).WithKeys(k)
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 2)
+	e.install(t, 2, sandbox.WidgetAsterisk, seed)
+	res := e.waitFinal(t, []key{{1, sandbox.WidgetAsterisk}, {2, sandbox.WidgetAsterisk}}, 30*time.Second)
+	for k, r := range res {
+		if r.Status != store.StatusInstalled {
+			t.Fatalf("%v: %+v", k, r)
+		}
+	}
+	got, ok := e.sb.Installed("a2", sandbox.WidgetAsterisk)
+	var m map[string]any
+	if !ok || json.Unmarshal(got, &m) != nil || m["password"] != "eXaMp1E" {
+		t.Fatalf("Kommo got settings %s", got)
+	}
+	if strings.Contains(e.logs.String(), "eXaMp1E") {
+		t.Fatal("a password reached the log")
 	}
 }
