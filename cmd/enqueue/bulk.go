@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/hibiken/asynq"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -31,6 +32,7 @@ type bulkOptions struct {
 	batch      int
 	noProgress bool
 	maxRetry   int
+	redisWait  time.Duration
 }
 
 func newBulkCmd(a *app) *cobra.Command {
@@ -70,6 +72,7 @@ Exit code 1 when any line was rejected or could not be enqueued, else 0.`,
 	f.IntVar(&o.parallel, "parallel", 8, "enqueues in flight at once")
 	f.IntVar(&o.batch, "batch", 200, "lines per batch (one round trip for account checks and queued marks)")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar or lines")
+	f.DurationVar(&o.redisWait, "redis-wait", time.Minute, "how long to keep retrying, with backoff, lines Redis failed to take (0: no retry)")
 	f.IntVar(&o.maxRetry, "max-retry", 0, "attempts per task (0: the default, "+strconv.Itoa(tasks.DefaultMaxRetry)+")")
 	return cmd
 }
@@ -189,7 +192,7 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 				for i, e := range b.entries {
 					payloads[i] = e.Payload
 				}
-				res := a.prod.InstallMany(ctx, payloads, producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun, Options: taskOpts})
+				res := a.installRetrying(ctx, payloads, producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun, Options: taskOpts}, o.redisWait)
 				for i, r := range res {
 					e := b.entries[i]
 					switch {
@@ -363,4 +366,47 @@ func (a *app) progress(st *bulkStats, counted *countReader, size int64, off bool
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// installRetrying is InstallMany, with the payloads Redis failed to take
+// (a restart, a fail-over) tried again with exponential backoff for up to
+// wait. A task that did go in before its error comes back already_queued:
+// task IDs make the retry safe.
+func (a *app) installRetrying(ctx context.Context, payloads []tasks.InstallWidgetPayload, bo producer.BatchOptions, wait time.Duration) []producer.Result {
+	res := a.prod.InstallMany(ctx, payloads, bo)
+	if wait <= 0 {
+		return res
+	}
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(wait))
+	for ctx.Err() == nil {
+		var idx []int
+		for i, r := range res {
+			if r.Outcome == "" && r.Err != nil {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			return res
+		}
+		d := b.NextBackOff()
+		if d == backoff.Stop {
+			return res
+		}
+		a.warnRedis.Do(func() {
+			fmt.Fprintf(a.stderr, "Redis did not take %d lines (%v): retrying with backoff for up to %s\n", len(idx), res[idx[0]].Err, wait)
+		})
+		select {
+		case <-ctx.Done():
+			return res
+		case <-time.After(d):
+		}
+		again := make([]tasks.InstallWidgetPayload, len(idx))
+		for j, i := range idx {
+			again[j] = payloads[i]
+		}
+		for j, r := range a.prod.InstallMany(ctx, again, bo) {
+			res[idx[j]] = r
+		}
+	}
+	return res
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/hibiken/asynq"
@@ -76,6 +77,8 @@ type app struct {
 	rdb  redis.UniversalClient
 	st   *store.Store
 	prod *producer.Producer
+	// warnRedis says once that Redis is failing and being retried.
+	warnRedis sync.Once
 }
 
 // connect opens Redis once and fails fast, naming the server.

@@ -3,26 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
+	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
-	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
-	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -36,9 +29,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	workerBin = filepath.Join(dir, "worker")
-	if out, err := exec.Command("go", "build", "-race", "-o", workerBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build worker: %v\n%s", err, out)
+	if workerBin, err = fleettest.Build("github.com/widgetq/widgetq/cmd/worker", dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -129,151 +121,28 @@ func TestBadConfigExitsWith2(t *testing.T) {
 	}
 }
 
-// fleet is a sandbox, a Redis, and worker processes serving one queue.
-type fleet struct {
-	r      *redistest.Redis
-	prefix string
-	queue  string
-	sb     *sandbox.Server
-	srv    *httptest.Server
-	st     *store.Store
-	prod   *producer.Producer
-}
-
-func newFleet(t *testing.T, cfg sandbox.Config) *fleet {
-	t.Helper()
-	f := &fleet{r: redistest.New(t)}
-	f.prefix = redistest.Unique(t)
-	f.queue = "q-" + f.prefix
-	f.sb = sandbox.New(cfg)
-	f.srv = httptest.NewServer(f.sb)
-	t.Cleanup(func() { f.sb.Close(); f.srv.Close() })
-	f.st = store.New(f.r.Client, f.prefix)
-	f.prod = producer.New(f.r.Client, f.prefix, asynq.Queue(f.queue))
-	return f
-}
-
-func (f *fleet) addAccounts(t *testing.T, first, n int) {
-	t.Helper()
-	for id := first; id < first+n; id++ {
-		sub := fmt.Sprintf("a%d", id)
-		if err := f.sb.AddAccount(sandbox.AccountSpec{ID: id, Subdomain: sub}); err != nil {
-			t.Fatal(err)
-		}
-		tok, _ := f.sb.IssueTokens(sub, 0)
-		if err := f.st.PutAccount(context.Background(), store.Account{ID: int64(id), BaseURL: sandbox.BaseURL(f.srv.URL, sub),
-			AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// proc is a worker process.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
-// start runs a worker process on the fleet's queue and waits until it
-// says it started.
-func (f *fleet) start(t *testing.T, extra ...string) *proc {
-	t.Helper()
-	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(workerBin, extra...)
-	p.cmd.Env = append(os.Environ(),
-		"REDIS_URL="+f.r.URL, "WIDGETQ_PREFIX="+f.prefix, "WIDGETQ_QUEUES="+f.queue,
-		"KOMMO_CLIENT_ID="+sandbox.DefaultClientID, "KOMMO_CLIENT_SECRET="+sandbox.DefaultClientSecret,
-		"WIDGETQ_RETRY_BASE=200ms", "WIDGETQ_RETRY_CAP=1s", "WIDGETQ_REQUEST_TIMEOUT=5s", "WIDGETQ_LOG_FORMAT=json", "WIDGETQ_CONCURRENCY=30")
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("worker %d output (tail):\n%s", p.cmd.Process.Pid, tail(p.out.String(), 3000))
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.out.String(), "worker started") {
-		if time.Now().After(deadline) {
-			t.Fatalf("worker did not start:\n%s", p.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return p
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
-}
-
 const seed = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`
 
-func (f *fleet) install(t *testing.T, account int64, code, settings string) {
-	t.Helper()
-	if out, err := f.prod.Install(context.Background(), tasks.InstallWidgetPayload{AccountID: account, WidgetCode: code, Settings: json.RawMessage(settings)}); err != nil || out != producer.Queued {
-		t.Fatalf("enqueue %d/%s: %s %v", account, code, out, err)
-	}
-}
-
-// waitAllFinal waits until no result is queued or retrying and n exist.
-func (f *fleet) waitAllFinal(t *testing.T, n int64, within time.Duration) map[store.Status]int64 {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		counts, err := f.st.CountByStatus(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var total int64
-		for _, c := range counts {
-			total += c
-		}
-		if total == n && counts[store.StatusQueued] == 0 && counts[store.StatusRetrying] == 0 {
-			return counts
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not all final after %v: %v; sandbox %+v", within, counts, f.sb.Counters().Total)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+func newFleet(t *testing.T, cfg sandbox.Config) *fleettest.Fleet {
+	return fleettest.New(t, cfg, "", nil)
 }
 
 func TestTwoWorkerProcessesInstall300AccountsThroughFaults(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, sandbox.Config{Latency: 20 * time.Millisecond, LatencyJitter: 15 * time.Millisecond})
-	f.addAccounts(t, 1000, 300)
-	if err := f.sb.SetFaults("", sandbox.Faults{ErrorRate: 0.1, ErrorStatuses: []int{500, 502, 503, 504}, ResetRate: 0.03}); err != nil {
+	f.AddAccounts(t, 1000, 300)
+	if err := f.SB.SetFaults("", sandbox.Faults{ErrorRate: 0.1, ErrorStatuses: []int{500, 502, 503, 504}, ResetRate: 0.03}); err != nil {
 		t.Fatal(err)
 	}
-	p1, p2 := f.start(t), f.start(t)
+	p1, p2 := f.StartWorker(t, workerBin), f.StartWorker(t, workerBin)
 	for id := int64(1000); id < 1300; id++ {
-		f.install(t, id, sandbox.WidgetAsterisk, seed)
+		f.Install(t, id, sandbox.WidgetAsterisk, seed)
 	}
-	counts := f.waitAllFinal(t, 300, 2*time.Minute)
+	counts := f.WaitAllFinal(t, 300, 2*time.Minute)
 	if counts[store.StatusInstalled] != 300 {
 		t.Fatalf("by status %v, want 300 installed", counts)
 	}
-	c := f.sb.Counters()
+	c := f.SB.Counters()
 	for id := 1000; id < 1300; id++ {
 		if n := c.Installs(id, sandbox.WidgetAsterisk); n != 1 {
 			t.Fatalf("account %d installed %d times", id, n)
@@ -283,13 +152,13 @@ func TestTwoWorkerProcessesInstall300AccountsThroughFaults(t *testing.T) {
 		t.Fatalf("429s %d (want 0), injected errors %d and resets %d (want some)", c.Total.RateLimited, c.Total.InjectedErrors, c.Total.Resets)
 	}
 	// Both processes worked, and neither logged a secret.
-	for _, p := range []*proc{p1, p2} {
-		out := p.out.String()
+	for _, p := range []*fleettest.Proc{p1, p2} {
+		out := p.Out.String()
 		if !strings.Contains(out, `"msg":"attempt"`) {
-			t.Errorf("worker %d ran no task", p.cmd.Process.Pid)
+			t.Errorf("worker %d ran no task", p.Cmd.Process.Pid)
 		}
 		if strings.Contains(out, "eXaMp1E") || strings.Contains(out, "at_") || strings.Contains(out, "rt_") {
-			t.Errorf("worker %d logged a secret", p.cmd.Process.Pid)
+			t.Errorf("worker %d logged a secret", p.Cmd.Process.Pid)
 		}
 	}
 }
@@ -297,26 +166,26 @@ func TestTwoWorkerProcessesInstall300AccountsThroughFaults(t *testing.T) {
 func TestOneRefreshAcrossThreeWorkerProcesses(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, sandbox.Config{RatePerSecond: 60, Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(50, 500)...)})
-	f.addAccounts(t, 1, 1)
+	f.AddAccounts(t, 1, 1)
 	// The stored access token is expired: every task needs a refresh.
-	f.sb.ExpireAccessTokens("a1")
-	a, _ := f.st.GetAccount(context.Background(), 1)
+	f.SB.ExpireAccessTokens("a1")
+	a, _ := f.St.GetAccount(context.Background(), 1)
 	a.ExpiresAt = time.Now().Add(-time.Hour)
-	if err := f.st.PutAccount(context.Background(), *a); err != nil {
+	if err := f.St.PutAccount(context.Background(), *a); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		f.start(t, "-rate-per-account", "50")
+		f.StartWorker(t, workerBin, "-rate-per-account", "50")
 	}
 	for i := range 50 {
-		f.install(t, 1, fmt.Sprintf("filler_%04d", i+1), `{"note":"n"}`)
+		f.Install(t, 1, fmt.Sprintf("filler_%04d", i+1), `{"note":"n"}`)
 	}
-	counts := f.waitAllFinal(t, 50, time.Minute)
-	c := f.sb.Counters().Accounts["1"]
+	counts := f.WaitAllFinal(t, 50, time.Minute)
+	c := f.SB.Counters().Accounts["1"]
 	if counts[store.StatusInstalled] != 50 || c.Refreshes != 1 || c.RevokedReuses != 0 {
 		t.Fatalf("by status %v; refreshes %d, revoked reuses %d; want 50 installed, 1 refresh, 0 reuses", counts, c.Refreshes, c.RevokedReuses)
 	}
-	page, _ := f.st.Results(context.Background(), store.Query{Status: store.StatusFailed})
+	page, _ := f.St.Results(context.Background(), store.Query{Status: store.StatusFailed})
 	if page.Total != 0 {
 		t.Fatalf("failures: %+v", page.Results)
 	}
@@ -325,15 +194,15 @@ func TestOneRefreshAcrossThreeWorkerProcesses(t *testing.T) {
 func TestSIGTERMThenRestartLosesAndDoublesNothing(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, sandbox.Config{Latency: 400 * time.Millisecond, RatePerSecond: -1})
-	f.addAccounts(t, 1, 150)
-	p := f.start(t, "-shutdown-timeout", "200ms")
+	f.AddAccounts(t, 1, 150)
+	p := f.StartWorker(t, workerBin, "-shutdown-timeout", "200ms")
 	for id := int64(1); id <= 150; id++ {
-		f.install(t, id, sandbox.WidgetAsterisk, seed)
+		f.Install(t, id, sandbox.WidgetAsterisk, seed)
 	}
 	// Stop it in the middle of the run.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		counts, _ := f.st.CountByStatus(context.Background())
+		counts, _ := f.St.CountByStatus(context.Background())
 		if counts[store.StatusInstalled] >= 20 {
 			break
 		}
@@ -342,31 +211,29 @@ func TestSIGTERMThenRestartLosesAndDoublesNothing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("worker exit after SIGTERM: %v\n%s", err, tail(p.out.String(), 2000))
-		}
-	case <-time.After(30 * time.Second):
+	exited, err := p.Exited(30 * time.Second)
+	if !exited {
 		t.Fatal("worker did not stop on SIGTERM")
 	}
-	if !strings.Contains(p.out.String(), "worker stopped") {
-		t.Fatalf("no clean stop:\n%s", tail(p.out.String(), 2000))
+	if err != nil {
+		t.Fatalf("worker exit after SIGTERM: %v\n%s", err, fleettest.Tail(p.Out.String(), 2000))
 	}
-	mid, _ := f.st.CountByStatus(context.Background())
+	if !strings.Contains(p.Out.String(), "worker stopped") {
+		t.Fatalf("no clean stop:\n%s", fleettest.Tail(p.Out.String(), 2000))
+	}
+	mid, _ := f.St.CountByStatus(context.Background())
 	if mid[store.StatusInstalled] == 150 {
 		t.Fatal("the run finished before the stop: nothing was tested")
 	}
-	f.start(t)
-	counts := f.waitAllFinal(t, 150, 2*time.Minute)
+	f.StartWorker(t, workerBin)
+	counts := f.WaitAllFinal(t, 150, 2*time.Minute)
 	if counts[store.StatusInstalled]+counts[store.StatusAlreadyInstalled] != 150 {
 		t.Fatalf("after restart: %v", counts)
 	}
-	c := f.sb.Counters()
+	c := f.SB.Counters()
 	for id := 1; id <= 150; id++ {
 		if n := c.Installs(id, sandbox.WidgetAsterisk); n != 1 {
 			t.Fatalf("account %d installed %d times", id, n)
