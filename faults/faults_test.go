@@ -133,7 +133,6 @@ func TestRedisRestartMidRunLosesNoTask(t *testing.T) {
 	}
 }
 
-
 func TestRedisUnreachableAtStart(t *testing.T) {
 	t.Parallel()
 	port := fleettest.FreePort(t)
