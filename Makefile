@@ -4,13 +4,17 @@ PKGS    := ./...
 FUZZTIME ?= 1m
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: all test build lint fuzz sandbox demo bench bench-short bench-bulk bench-go clean
+.PHONY: all test build lint fuzz faults sandbox demo bench bench-short bench-bulk bench-go clean
 
 all: lint test build
 
 ## test: the whole suite with the race detector (REDIS_URL set: a real Redis; unset: miniredis)
 test:
 	$(GO) test -race -count=1 $(PKGS)
+
+## faults: the fault suite alone, verbose (real worker and enqueue processes; also part of test)
+faults:
+	$(GO) test -race -count=1 -v ./faults
 
 ## build: the commands into ./bin
 build:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -45,18 +46,27 @@ after they finish. It is safe to run any number of times.`,
 				return usagef("WIDGETQ_SECRET_KEY is not set: there is no key to seal with")
 			}
 			ctx := cmd.Context()
-			changed, total, err := a.st.ResealAccounts(ctx)
+			changed, total, stuck, err := a.st.ResealAccounts(ctx)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "accounts: %d re-sealed of %d\n", changed, total)
-			tc, tt, active, err := resealTasks(ctx, a.rdb, keys)
+			for _, e := range stuck {
+				fmt.Fprintf(a.stderr, "cannot re-seal %v\n", e)
+			}
+			tc, tt, active, tstuck, err := resealTasks(ctx, a.rdb, keys)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "tasks: %d re-sealed of %d\n", tc, tt)
+			for _, e := range tstuck {
+				fmt.Fprintf(a.stderr, "cannot re-seal %v\n", e)
+			}
 			if active > 0 {
 				fmt.Fprintf(a.stdout, "running now: %d tasks keep their values until they finish; run this again afterwards\n", active)
+			}
+			if n := len(stuck) + len(tstuck); n > 0 {
+				return &exitError{code: exitFailure, msg: fmt.Sprintf("%d values could not be re-sealed: they were sealed with a key that is neither WIDGETQ_SECRET_KEY nor WIDGETQ_SECRET_KEY_PREVIOUS, or damaged", n)}
 			}
 			return nil
 		},
@@ -74,25 +84,28 @@ return 1`)
 // message. asynq keeps a task's message, payload bytes verbatim, in the
 // hash asynq:{queue}:t:{id}, field msg; a re-sealed value has the same
 // length as the old one, so the encoding around it stays valid.
-func resealTasks(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys) (changed, total, active int, err error) {
+//
+// A task whose values no configured key opens is reported in stuck and
+// left as it is; the others are still re-sealed.
+func resealTasks(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys) (changed, total, active int, stuck []error, err error) {
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	queues, err := insp.Queues()
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("list queues: %w", err)
+		return 0, 0, 0, nil, fmt.Errorf("list queues: %w", err)
 	}
 	sort.Strings(queues)
 	type lister func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
 	for _, q := range queues {
 		qi, err := insp.GetQueueInfo(q)
 		if err != nil {
-			return changed, total, active, fmt.Errorf("queue %s: %w", q, err)
+			return changed, total, active, stuck, fmt.Errorf("queue %s: %w", q, err)
 		}
 		active += qi.Active
 		for _, list := range []lister{insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks, insp.ListArchivedTasks, insp.ListCompletedTasks} {
 			for page := 1; ; page++ {
 				infos, err := list(q, asynq.Page(page), asynq.PageSize(500))
 				if err != nil {
-					return changed, total, active, fmt.Errorf("queue %s: list tasks: %w", q, err)
+					return changed, total, active, stuck, fmt.Errorf("queue %s: list tasks: %w", q, err)
 				}
 				for _, ti := range infos {
 					total++
@@ -100,8 +113,12 @@ func resealTasks(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys
 						continue
 					}
 					did, err := resealTask(ctx, rdb, keys, q, ti.ID)
+					if errors.Is(err, seal.ErrUnknownKey) || errors.Is(err, seal.ErrCorrupt) {
+						stuck = append(stuck, fmt.Errorf("queue %s: task %s: %w", q, ti.ID, err))
+						continue
+					}
 					if err != nil {
-						return changed, total, active, fmt.Errorf("queue %s: task %s: %w", q, ti.ID, err)
+						return changed, total, active, stuck, fmt.Errorf("queue %s: task %s: %w", q, ti.ID, err)
 					}
 					if did {
 						changed++
@@ -113,7 +130,7 @@ func resealTasks(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys
 			}
 		}
 	}
-	return changed, total, active, nil
+	return changed, total, active, stuck, nil
 }
 
 func resealTask(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys, queue, id string) (bool, error) {

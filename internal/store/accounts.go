@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/seal"
 )
 
 // Account is an account's API base and credentials. Printing it never
@@ -376,27 +377,32 @@ return 1`)
 
 // ResealAccounts seals every account's tokens with the store's current
 // key: plaintext ones, and ones sealed with the previous key. It returns
-// how many accounts it rewrote and how many it looked at.
-func (s *Store) ResealAccounts(ctx context.Context) (changed, total int, err error) {
+// how many accounts it rewrote and how many it looked at; accounts whose
+// tokens no configured key opens are left as they are and listed in stuck.
+func (s *Store) ResealAccounts(ctx context.Context) (changed, total int, stuck []error, err error) {
 	if !s.keys.Enabled() {
-		return 0, 0, errors.New("store: re-seal: no WIDGETQ_SECRET_KEY is configured")
+		return 0, 0, nil, errors.New("store: re-seal: no WIDGETQ_SECRET_KEY is configured")
 	}
 	var after int64
 	for {
 		ids, err := s.rdb.ZRangeByScore(ctx, s.key("accts"), &redis.ZRangeBy{Min: "(" + id(after), Max: "+inf", Count: 500}).Result()
 		if err != nil {
-			return changed, total, redisErr("re-seal: list accounts", err)
+			return changed, total, stuck, redisErr("re-seal: list accounts", err)
 		}
 		if len(ids) == 0 {
-			return changed, total, nil
+			return changed, total, stuck, nil
 		}
 		for _, sid := range ids {
 			n, _ := strconv.ParseInt(sid, 10, 64)
 			after = n
 			total++
 			did, err := s.resealAccount(ctx, n)
+			if errors.Is(err, seal.ErrUnknownKey) || errors.Is(err, seal.ErrCorrupt) {
+				stuck = append(stuck, err)
+				continue
+			}
 			if err != nil {
-				return changed, total, err
+				return changed, total, stuck, err
 			}
 			if did {
 				changed++
