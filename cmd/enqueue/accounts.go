@@ -38,6 +38,22 @@ type accountLine struct {
 	ExpiresAt    string      `json:"expires_at"`
 }
 
+// parseAccountLine reads one line of `accounts import`: one JSON object,
+// no unknown fields. Errors name the field, never a token.
+func parseAccountLine(line []byte) (store.Account, error) {
+	var l accountLine
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&l); err != nil {
+		return store.Account{}, errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return store.Account{}, errors.New("more than one JSON value on the line")
+	}
+	return l.toAccount()
+}
+
 // toAccount checks a line and names the first bad field; it never echoes
 // a token.
 func (l *accountLine) toAccount() (store.Account, error) {
@@ -119,15 +135,7 @@ when any line was rejected. Tokens are never printed.`,
 					reject(fmt.Sprintf("line longer than %d bytes", bulk.MaxLine))
 					continue
 				}
-				var l accountLine
-				dec := json.NewDecoder(bytes.NewReader(line))
-				dec.DisallowUnknownFields()
-				dec.UseNumber()
-				if err := dec.Decode(&l); err != nil {
-					reject(strings.TrimPrefix(err.Error(), "json: "))
-					continue
-				}
-				acct, err := l.toAccount()
+				acct, err := parseAccountLine(line)
 				if err != nil {
 					reject(err.Error())
 					continue

@@ -37,9 +37,14 @@ import (
 	"github.com/widgetq/widgetq/tasks"
 )
 
+// ownsProcess is set by main: run may then take process-wide settings
+// (go-redis's logger), which tests calling run in parallel must not.
+var ownsProcess bool
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ownsProcess = true
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -279,6 +284,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDemo(ctx, c, stdout, stderr)
 	}
 	log := newLogger(c, stderr)
+	if ownsProcess {
+		redisconn.LogTo(log)
+	}
 	if c.debugAddr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

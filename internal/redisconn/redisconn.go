@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,7 +57,7 @@ func Parse(raw string) (*Conn, error) {
 	}
 	opt, err := asynq.ParseRedisURI(raw)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL %s: %s", redact(raw), strings.TrimPrefix(err.Error(), "asynq: "))
+		return nil, fmt.Errorf("REDIS_URL %s: %s", redact(raw), scrub(strings.TrimPrefix(err.Error(), "asynq: "), raw))
 	}
 	return &Conn{Opt: opt, Display: redact(raw)}, nil
 }
@@ -84,6 +86,34 @@ func (c *Conn) Client() redis.UniversalClient {
 	return c.Opt.MakeRedisClient().(redis.UniversalClient)
 }
 
+// scrub removes from a parser's message anything of raw that may be a
+// password: for every '@', what lies between it and each ':' before it
+// (a URL too broken to parse has no reliable userinfo to go by).
+func scrub(msg, raw string) string {
+	var cands []string
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '@' {
+			continue
+		}
+		for j := i - 1; j >= 0; j-- {
+			if raw[j] == ':' && i-j > 1 {
+				cands = append(cands, raw[j+1:i])
+				if u, err := url.PathUnescape(raw[j+1 : i]); err == nil && u != "" {
+					cands = append(cands, u)
+				}
+			}
+		}
+	}
+	sort.Slice(cands, func(a, b int) bool { return len(cands[a]) > len(cands[b]) })
+	for _, c := range cands {
+		msg = strings.ReplaceAll(msg, c, "xxxxx")
+		if q := strconv.Quote(c); len(q) > 2 {
+			msg = strings.ReplaceAll(msg, q[1:len(q)-1], "xxxxx")
+		}
+	}
+	return msg
+}
+
 // redact hides the password of a URL.
 func redact(raw string) string {
 	u, err := url.Parse(raw)
@@ -95,7 +125,8 @@ func redact(raw string) string {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		}
 	}
-	return u.String()
+	// A URL without "//" keeps its userinfo in the opaque part.
+	return scrub(u.String(), raw)
 }
 
 // Ping checks that the server answers, with a clear error naming it.
@@ -171,3 +202,14 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // Quiet silences go-redis's internal logger for the process.
 func Quiet() { redis.SetLogger(quietLogger{}) }
+
+// slogLogger sends go-redis's internal messages to a slog.Logger.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Printf(ctx context.Context, format string, v ...any) {
+	s.l.Log(ctx, slog.LevelWarn, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// LogTo sends go-redis's internal messages (failed dials, pool trouble)
+// to l for the process, as warnings, so they share the process's format.
+func LogTo(l *slog.Logger) { redis.SetLogger(slogLogger{l}) }
