@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/widgetq/widgetq/internal/autopipe"
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/ratelimit"
@@ -358,6 +360,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	go reconcileLoop(ctx, h, asynq.NewInspectorFromRedisClient(rdb), c.queues, log)
 	log.Info("worker started", "redis", conn.Display, "concurrency", c.concurrency, "queues", fmt.Sprint(c.queues),
 		"rate_per_account", c.ratePerAccount, "rate_global", c.rateGlobal, "prefix", c.prefix, "secrets_sealed", c.keys.Enabled(), "secret_key_id", c.keys.KeyID())
 	<-ctx.Done()
@@ -365,4 +368,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srv.Shutdown()
 	log.Info("worker stopped")
 	return nil
+}
+
+// reconcileLoop gives a verdict, every minute, to tasks asynq archived
+// without one (see worker.Handler.Reconcile): at start over the last day,
+// then over the last quarter hour (passes overlap; a verdict is written
+// once). Every worker runs it; the writes are conditional, so they agree.
+func reconcileLoop(ctx context.Context, h *worker.Handler, insp *asynq.Inspector, queues map[string]int, log *slog.Logger) {
+	names := make([]string, 0, len(queues))
+	for q := range queues {
+		names = append(names, q)
+	}
+	look := 24 * time.Hour
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := h.Reconcile(ctx, insp, names, time.Now().Add(-look)); err != nil && ctx.Err() == nil {
+			log.Warn("reconcile archived tasks", "error", err)
+		} else if n > 0 {
+			log.Warn("gave archived tasks their verdict", "tasks", n, "class", worker.ClassInterrupted)
+		}
+		look = 15 * time.Minute
+		t.Reset(time.Minute)
+	}
 }

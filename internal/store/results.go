@@ -91,7 +91,16 @@ func (s *Store) resultKeys(account int64, code string) []string {
 // one step. KEYS: the result, the all-index, one index per status (in
 // Statuses order). ARGV: member, score, status, data, enqueue_id, created
 // at, then the statuses.
-var recordScript = redis.NewScript(`
+var recordScript = redis.NewScript(recordLua)
+
+// recordUnfinishedScript is recordScript, run only while the result is
+// still the given enqueueing's and not final (queued or retrying).
+var recordUnfinishedScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'enqueue_id', 'status')
+if cur[1] ~= ARGV[5] or (cur[2] ~= 'queued' and cur[2] ~= 'retrying') then return 0 end
+` + recordLua)
+
+const recordLua = `
 local old = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4], 'enqueue_id', ARGV[5])
 redis.call('HDEL', KEYS[1], 'inflight')
@@ -105,7 +114,7 @@ for i = 7, #ARGV do
   end
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 1`)
+return 1`
 
 // queuedManyScript marks tasks queued: each gets a fresh result made of
 // hash fields (no JSON to build or parse: bulk marks thousands a second),
@@ -149,8 +158,17 @@ return written`)
 
 // Record writes a result as it stands.
 func (s *Store) Record(ctx context.Context, r *Result) error {
+	args, err := s.recordArgs(r)
+	if err != nil {
+		return err
+	}
+	err = recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Err()
+	return redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
+}
+
+func (s *Store) recordArgs(r *Result) ([]any, error) {
 	if !r.Status.Valid() {
-		return fmt.Errorf("store: record: unknown status %q", r.Status)
+		return nil, fmt.Errorf("store: record: unknown status %q", r.Status)
 	}
 	now := s.now().UTC()
 	r.UpdatedAt = now
@@ -159,14 +177,26 @@ func (s *Store) Record(ctx context.Context, r *Result) error {
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("store: encode result: %w", err)
+		return nil, fmt.Errorf("store: encode result: %w", err)
 	}
 	args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, r.CreatedAt.Format(time.RFC3339Nano)}
 	for _, st := range Statuses {
 		args = append(args, string(st))
 	}
-	err = recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Err()
-	return redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
+	return args, nil
+}
+
+// RecordUnfinished records r only while the stored result is r's
+// enqueueing (same enqueue ID) and still queued or retrying: a verdict
+// found after the fact never overwrites a worker's, nor a newer
+// enqueueing. It reports whether it wrote.
+func (s *Store) RecordUnfinished(ctx context.Context, r *Result) (bool, error) {
+	args, err := s.recordArgs(r)
+	if err != nil {
+		return false, err
+	}
+	n, err := recordUnfinishedScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Int()
+	return n == 1, redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
 }
 
 // MarkQueued records that a task was enqueued: a fresh result in status

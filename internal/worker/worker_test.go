@@ -464,3 +464,76 @@ func TestSealedSettingsReachKommoOnlyThroughAWorkerWithTheKey(t *testing.T) {
 		t.Fatal("a password reached the log")
 	}
 }
+
+func TestReconcileGivesArchivedTasksTheirVerdict(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	ctx := context.Background()
+	e.addAccounts(t, 1, 3)
+	for id := 1; id <= 3; id++ {
+		e.install(t, id, sandbox.WidgetAsterisk, seed)
+	}
+	// Account 1's task was on its last attempt (retrying) when its worker
+	// died, and asynq archived it; 2's worker had recorded failed itself;
+	// 3 was enqueued again since (a newer enqueueing's result).
+	r1, _ := e.st.Result(ctx, 1, sandbox.WidgetAsterisk)
+	r1.Status, r1.Attempts = store.StatusRetrying, 11
+	if err := e.st.Record(ctx, r1); err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := e.st.Result(ctx, 2, sandbox.WidgetAsterisk)
+	r2.Status, r2.LastError = store.StatusFailed, &store.ErrorInfo{Class: "server", Detail: "503"}
+	if err := e.st.Record(ctx, r2); err != nil {
+		t.Fatal(err)
+	}
+	r3, _ := e.st.Result(ctx, 3, sandbox.WidgetAsterisk)
+	r3.EnqueueID = "newer"
+	if err := e.st.Record(ctx, r3); err != nil {
+		t.Fatal(err)
+	}
+	// Something other than widgetq's handler archives the three (as
+	// asynq's recoverer does after a lost lease).
+	srv := asynq.NewServer(e.r.Opt(), asynq.Config{Concurrency: 3, Queues: map[string]int{e.queue: 1}, LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeInstallWidget, func(context.Context, *asynq.Task) error {
+		return fmt.Errorf("asynq: task lease expired: %w", asynq.SkipRetry)
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(e.r.Client)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		qi, err := insp.GetQueueInfo(e.queue)
+		if err == nil && qi.Archived == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not archived: %+v %v", qi, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Shutdown()
+
+	lim, _ := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
+	h := worker.NewHandler(e.st, lim, worker.Config{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	n, err := h.Reconcile(ctx, insp, []string{e.queue, "no-such-queue"}, time.Now().Add(-time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("reconciled %d, %v; want 1", n, err)
+	}
+	got, _ := e.st.Result(ctx, 1, sandbox.WidgetAsterisk)
+	if got.Status != store.StatusFailed || got.LastError == nil || got.LastError.Class != worker.ClassInterrupted || got.Attempts != 11 ||
+		!strings.Contains(got.LastError.Detail, "lease expired") || got.FinishedAt.IsZero() {
+		t.Fatalf("account 1: %+v %+v", got, got.LastError)
+	}
+	if got, _ := e.st.Result(ctx, 2, sandbox.WidgetAsterisk); got.LastError == nil || got.LastError.Class != "server" {
+		t.Fatalf("account 2's own verdict was overwritten: %+v", got.LastError)
+	}
+	if got, _ := e.st.Result(ctx, 3, sandbox.WidgetAsterisk); got.Status != store.StatusQueued || got.EnqueueID != "newer" {
+		t.Fatalf("account 3's newer result was overwritten: %+v", got)
+	}
+	// A second pass writes nothing.
+	if n, err := h.Reconcile(ctx, insp, []string{e.queue}, time.Now().Add(-time.Hour)); n != 0 || err != nil {
+		t.Fatalf("second pass: %d %v", n, err)
+	}
+}
