@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/tasks"
 )
 
 var workerBin, enqueueBin string
@@ -263,5 +265,40 @@ func TestTokensExpiringAtOnceRefreshOncePerAccount(t *testing.T) {
 		if a.Refreshes != 1 || a.RevokedReuses != 0 {
 			t.Fatalf("account %d: %d refreshes, %d revoked reuses; want 1 and 0", id, a.Refreshes, a.RevokedReuses)
 		}
+	}
+}
+
+func TestGarbageInTheQueueIsArchivedAndTheWorkerGoesOn(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, sandbox.Config{}, "", nil)
+	f.AddAccounts(t, 1, 1)
+	w := f.StartWorker(t, workerBin, "-concurrency", "2")
+	client := asynq.NewClientFromRedisClient(f.Client)
+	garbage := []string{"not json", `{"account_id":"1"}`, `{"account_id":0,"widget_code":"w"}`, `{"account_id":1,"widget_code":"w","extra":1}`,
+		"\xff\xfe", `[]`, `{"account_id":1,"widget_code":"w","settings":"` + strings.Repeat("x", 70000) + `"}`, ``}
+	for i, p := range garbage {
+		for _, typ := range []string{tasks.TypeInstallWidget, tasks.TypeUninstallWidget} {
+			if _, err := client.Enqueue(asynq.NewTask(typ, []byte(p)), asynq.Queue(f.Queue), asynq.TaskID(fmt.Sprintf("garbage-%s-%d", typ, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.Install(t, 1, sandbox.WidgetAsterisk, seed)
+	counts := f.WaitAllFinal(t, 1, time.Minute)
+	if counts[store.StatusInstalled] != 1 {
+		t.Fatalf("the good task: %v", counts)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for f.Archived(t) != 2*len(garbage) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d archived, want %d", f.Archived(t), 2*len(garbage))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if exited, _ := w.Exited(0); exited {
+		t.Fatalf("the worker died:\n%s", w.Out.String())
+	}
+	if n := strings.Count(w.Out.String(), `"msg":"task rejected"`); n != 2*len(garbage) || !strings.Contains(w.Out.String(), `"class":"invalid"`) {
+		t.Fatalf("%d rejections logged:\n%s", n, fleettest.Tail(w.Out.String(), 3000))
 	}
 }

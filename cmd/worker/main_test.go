@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -240,4 +242,39 @@ func TestSIGTERMThenRestartLosesAndDoublesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("stopped with %v; after restart %v", mid, counts)
+}
+
+func TestSecretKeyAtStart(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, sandbox.Config{})
+	f.AddAccounts(t, 1, 1)
+	// Without a key: a warning, and the worker runs.
+	p := f.StartWorker(t, workerBin)
+	if !strings.Contains(p.Out.String(), "no WIDGETQ_SECRET_KEY") {
+		t.Fatalf("no warning without a key:\n%s", p.Out.String())
+	}
+	_ = p.Cmd.Process.Kill()
+
+	// Tokens sealed with key A; a worker given key B refuses to start,
+	// naming the setting, not the key.
+	keyA, keyB := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)), base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+	ka, _ := seal.FromEnv(keyA, "")
+	a, _ := f.St.GetAccount(context.Background(), 1)
+	if err := store.New(f.Client, f.Prefix).WithKeys(ka).PutAccount(context.Background(), *a); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ env []string }{{[]string{"WIDGETQ_SECRET_KEY=" + keyB}}, {nil}} {
+		w := fleettest.Run(t, workerBin, append(f.WorkerEnv(), c.env...))
+		exited, err := w.Exited(30 * time.Second)
+		var ee *exec.ExitError
+		if !exited || !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(w.Out.String(), "WIDGETQ_SECRET_KEY") || strings.Contains(w.Out.String(), keyB) {
+			t.Fatalf("env %v: exited %v (%v):\n%s", c.env, exited, err, w.Out.String())
+		}
+	}
+	// With key B and A as the previous key, it starts, and quietly.
+	w2 := fleettest.Run(t, workerBin, append(f.WorkerEnv(), "WIDGETQ_SECRET_KEY="+keyB, "WIDGETQ_SECRET_KEY_PREVIOUS="+keyA))
+	w2.WaitOutput(t, "worker started", 30*time.Second)
+	if strings.Contains(w2.Out.String(), "no WIDGETQ_SECRET_KEY") || !strings.Contains(w2.Out.String(), `"secrets_sealed":true`) {
+		t.Fatalf("with keys:\n%s", w2.Out.String())
+	}
 }
