@@ -208,11 +208,7 @@ func TestA429StormSlowsTheWorkersBeforeAnyBlock(t *testing.T) {
 	for range 3 {
 		f.StartWorker(t, workerBin, "-rate-per-account", "7")
 	}
-	for id := int64(1); id <= accounts; id++ {
-		for i := range per {
-			f.Install(t, id, fmt.Sprintf("filler_%04d", i+1), `{"note":"n"}`)
-		}
-	}
+	installFillers(t, f, accounts, per)
 	counts := f.WaitAllFinal(t, accounts*per, 3*time.Minute)
 	c := f.SB.Counters()
 	if c.Total.RateLimited == 0 {
@@ -250,11 +246,7 @@ func TestTokensExpiringAtOnceRefreshOncePerAccount(t *testing.T) {
 	for range 3 {
 		f.StartWorker(t, workerBin, "-rate-per-account", "50")
 	}
-	for id := int64(1); id <= accounts; id++ {
-		for i := range per {
-			f.Install(t, id, fmt.Sprintf("filler_%04d", i+1), `{"note":"n"}`)
-		}
-	}
+	installFillers(t, f, accounts, per)
 	counts := f.WaitAllFinal(t, accounts*per, 2*time.Minute)
 	if counts[store.StatusInstalled] != accounts*per {
 		t.Fatalf("by status %v", counts)
@@ -300,5 +292,15 @@ func TestGarbageInTheQueueIsArchivedAndTheWorkerGoesOn(t *testing.T) {
 	}
 	if n := strings.Count(w.Out.String(), `"msg":"task rejected"`); n != 2*len(garbage) || !strings.Contains(w.Out.String(), `"class":"invalid"`) {
 		t.Fatalf("%d rejections logged:\n%s", n, fleettest.Tail(w.Out.String(), 3000))
+	}
+}
+
+// installFillers enqueues per filler widgets into each of accounts 1..n.
+func installFillers(t *testing.T, f *fleettest.Fleet, n, per int) {
+	t.Helper()
+	for id := int64(1); id <= int64(n); id++ {
+		for i := range per {
+			f.Install(t, id, fmt.Sprintf("filler_%04d", i+1), `{"note":"n"}`)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/ratelimit"
@@ -26,18 +27,6 @@ import (
 	"github.com/widgetq/widgetq/tasks"
 )
 
-// syncBuffer collects log lines from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type env struct {
 	r      *redistest.Redis
@@ -47,12 +36,12 @@ type env struct {
 	sb     *sandbox.Server
 	srv    *httptest.Server
 	prod   *producer.Producer
-	logs   *syncBuffer
+	logs   *fleettest.Buffer
 }
 
 func setup(t *testing.T, cfg sandbox.Config) *env {
 	t.Helper()
-	e := &env{r: redistest.New(t), logs: &syncBuffer{}}
+	e := &env{r: redistest.New(t), logs: &fleettest.Buffer{}}
 	e.prefix = redistest.Unique(t)
 	e.queue = "q-" + e.prefix
 	e.st = store.New(e.r.Client, e.prefix)
