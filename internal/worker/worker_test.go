@@ -27,7 +27,6 @@ import (
 	"github.com/widgetq/widgetq/tasks"
 )
 
-
 type env struct {
 	r      *redistest.Redis
 	prefix string
