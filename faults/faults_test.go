@@ -139,7 +139,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	t.Parallel()
 	port := fleettest.FreePort(t)
 	srv := fleettest.NewServer(t, port)
-	env := []string{"REDIS_URL=" + srv.URL, "WIDGETQ_PREFIX=nobody", "WIDGETQ_LOG_FORMAT=json"}
+	env := []string{"REDIS_URL=" + srv.URL, "WIDGETQ_PREFIX=nobody", "WIDGETQ_LOG_FORMAT=json", "WIDGETQ_ADMIN_ADDR=127.0.0.1:0"}
 
 	// enqueue fails fast, naming the address.
 	start := time.Now()

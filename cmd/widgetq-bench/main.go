@@ -423,7 +423,7 @@ func (b *bench) waitFinal(ctx context.Context, n *nsp, want int, within time.Dur
 func (b *bench) workerEnv(n *nsp) []string {
 	return []string{"REDIS_URL=" + b.redisURL, "WIDGETQ_PREFIX=" + n.prefix, "WIDGETQ_QUEUES=" + n.queue,
 		"KOMMO_CLIENT_ID=" + sandbox.DefaultClientID, "KOMMO_CLIENT_SECRET=" + sandbox.DefaultClientSecret,
-		"WIDGETQ_LOG_LEVEL=warn", "WIDGETQ_RETRY_BASE=500ms", "WIDGETQ_RETRY_CAP=5s"}
+		"WIDGETQ_LOG_LEVEL=warn", "WIDGETQ_RETRY_BASE=500ms", "WIDGETQ_RETRY_CAP=5s", "WIDGETQ_ADMIN_ADDR=127.0.0.1:0"}
 }
 
 // waitStarted waits for a worker process's queue to be served: asynq

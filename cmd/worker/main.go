@@ -23,13 +23,16 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/widgetq/widgetq/internal/admin"
 	"github.com/widgetq/widgetq/internal/autopipe"
 	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/metrics"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/retry"
@@ -79,6 +82,7 @@ type config struct {
 	demo                                      bool
 	demoAccounts                              int
 	debugAddr                                 string
+	adminAddr, adminToken                     string
 	keys                                      *seal.Keys
 	secretKey                                 []byte // WIDGETQ_SECRET_KEY decoded (nil: none)
 }
@@ -94,6 +98,8 @@ Environment only:
   WIDGETQ_SECRET_KEY           32 bytes in base64 (openssl rand -base64 32): seal
                                tokens and widget settings in Redis with AES-256-GCM
   WIDGETQ_SECRET_KEY_PREVIOUS  the key before a rotation, still accepted for reading
+  WIDGETQ_ADMIN_TOKEN          bearer token for the admin routes but /healthz (required
+                               when -admin-addr is not loopback)
 
 Flags:
 `
@@ -122,6 +128,7 @@ var settings = []envFlag{
 	{"log-format", "WIDGETQ_LOG_FORMAT", "text", "log format: text or json"},
 	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
+	{"admin-addr", "WIDGETQ_ADMIN_ADDR", "127.0.0.1:9090", "serve /healthz, /readyz and /metrics here (empty: off); beyond loopback WIDGETQ_ADMIN_TOKEN is required"},
 	{"debug-addr", "WIDGETQ_DEBUG_ADDR", "", "serve Go's pprof profiles at this loopback address (e.g. 127.0.0.1:6060); empty: off"},
 }
 
@@ -175,6 +182,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		host, _, herr := net.SplitHostPort(c.debugAddr)
 		if ip := net.ParseIP(host); herr != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 			err = errors.Join(err, usagef("debug-addr: want a loopback host:port, got %q", c.debugAddr))
+		}
+	}
+	c.adminAddr, _ = get("admin-addr")
+	c.adminToken = getenv("WIDGETQ_ADMIN_TOKEN")
+	if c.adminAddr != "" {
+		if aerr := admin.CheckAddr(c.adminAddr, c.adminToken); aerr != nil {
+			err = errors.Join(err, usagef("admin-addr: %v", aerr))
 		}
 	}
 	intVal := func(name string, lo int) int {
@@ -345,10 +359,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		log.Warn("no KOMMO_CLIENT_ID: access tokens are used as stored and never refreshed")
 	}
+	m := metrics.New()
 	h := worker.NewHandler(st, lim, worker.Config{
 		OAuth: oauth, RequestTimeout: c.requestTimeout, BlockFor: c.blockFor,
-		Policy: retry.Policy{Base: c.retryBase, Cap: c.retryCap}, Logger: log,
+		Policy: retry.Policy{Base: c.retryBase, Cap: c.retryCap}, Logger: log, Metrics: m,
 	})
+	var serving atomic.Bool
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	if c.adminAddr != "" {
+		addr, err := admin.Serve(ctx, c.adminAddr, admin.Handler(admin.Config{Token: c.adminToken, Metrics: m, Ready: func(ctx context.Context) error {
+			if !serving.Load() {
+				return errors.New("not serving tasks (starting or stopping)")
+			}
+			return conn.Ping(ctx, rdb)
+		}}))
+		if err != nil {
+			return err
+		}
+		log.Info("admin server listening", "addr", addr, "token_required", c.adminToken != "")
+		names := make([]string, 0, len(c.queues))
+		for q := range c.queues {
+			names = append(names, q)
+		}
+		go m.RefreshLoop(ctx, 10*time.Second, insp, names, func() (int, error) { return st.CountBlocked(ctx) })
+	}
 	srv, mux := worker.NewServer(conn.Opt, h, worker.ServerConfig{
 		Concurrency: c.concurrency, Queues: c.queues, ShutdownTimeout: c.shutdownTimeout, Logger: log,
 		HealthCheck: func(err error) {
@@ -360,10 +394,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	go reconcileLoop(ctx, h, asynq.NewInspectorFromRedisClient(rdb), c.queues, log)
+	serving.Store(true)
+	go reconcileLoop(ctx, h, insp, c.queues, log)
 	log.Info("worker started", "redis", conn.Display, "concurrency", c.concurrency, "queues", fmt.Sprint(c.queues),
 		"rate_per_account", c.ratePerAccount, "rate_global", c.rateGlobal, "prefix", c.prefix, "secrets_sealed", c.keys.Enabled(), "secret_key_id", c.keys.KeyID())
 	<-ctx.Done()
+	serving.Store(false)
 	log.Info("stopping: no new tasks; running ones may finish", "within", c.shutdownTimeout.String())
 	srv.Shutdown()
 	log.Info("worker stopped")

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -276,5 +279,101 @@ func TestSecretKeyAtStart(t *testing.T) {
 	w2.WaitOutput(t, "worker started", 30*time.Second)
 	if strings.Contains(w2.Out.String(), "no WIDGETQ_SECRET_KEY") || !strings.Contains(w2.Out.String(), `"secrets_sealed":true`) {
 		t.Fatalf("with keys:\n%s", w2.Out.String())
+	}
+}
+
+// adminAddr is the address a worker process's admin server listens on.
+func adminAddr(t *testing.T, p *fleettest.Proc) string {
+	t.Helper()
+	p.WaitOutput(t, `"msg":"admin server listening"`, 30*time.Second)
+	m := regexp.MustCompile(`"msg":"admin server listening","addr":"([^"]+)"`).FindStringSubmatch(p.Out.String())
+	if m == nil {
+		t.Fatalf("no admin address in:\n%s", p.Out.String())
+	}
+	return m[1]
+}
+
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, sandbox.Config{})
+	f.AddAccounts(t, 1, 2)
+	p := f.StartWorker(t, workerBin)
+	base := "http://" + adminAddr(t, p)
+	if code, body := get(t, base+"/healthz", ""); code != 200 || !strings.Contains(body, "ok") {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+	if code, body := get(t, base+"/readyz", ""); code != 200 {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+	f.Install(t, 1, sandbox.WidgetAsterisk, seed)
+	f.Install(t, 2, sandbox.WidgetAsterisk, `{"login":"x","password":"eXaMp1E"}`) // invalid: no phones
+	f.WaitAllFinal(t, 2, time.Minute)
+	_, body := get(t, base+"/metrics", "")
+	for _, want := range []string{
+		`widgetq_tasks_total{class="",outcome="installed",type="widget:install"} 1`,
+		`widgetq_tasks_total{class="invalid",outcome="failed",type="widget:install"} 1`,
+		`widgetq_kommo_request_duration_seconds_count{route="POST /api/v4/widgets/{code}",status="200"}`,
+		`widgetq_kommo_request_duration_seconds_count{route="GET /api/v4/widgets/{code}",status="200"}`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in /metrics", want)
+		}
+	}
+	a, _ := f.St.GetAccount(context.Background(), 1)
+	if strings.Contains(body, a.AccessToken) || strings.Contains(body, "eXaMp1E") || strings.Contains(body, "a1") {
+		t.Fatal("/metrics holds an account's data")
+	}
+	// Queue state arrives from the background refresh (every 10 s).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, body = get(t, base+"/metrics", "")
+		if strings.Contains(body, `widgetq_queue_tasks{queue="`+f.Queue+`",state="completed"} 1`) && strings.Contains(body, "widgetq_blocked_accounts 0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no queue state in /metrics:\n%s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Beyond loopback: a token is required to start, then on every route
+	// but /healthz.
+	w := fleettest.Run(t, workerBin, append(f.WorkerEnv(), "WIDGETQ_ADMIN_ADDR=0.0.0.0:0"))
+	if exited, err := w.Exited(30 * time.Second); !exited || err == nil || !strings.Contains(w.Out.String(), "WIDGETQ_ADMIN_TOKEN") {
+		t.Fatalf("no token, wide address: exited %v %v\n%s", exited, err, w.Out.String())
+	}
+	w = fleettest.Run(t, workerBin, append(f.WorkerEnv(), "WIDGETQ_ADMIN_ADDR=0.0.0.0:0", "WIDGETQ_ADMIN_TOKEN=tok-123"))
+	base = "http://" + strings.Replace(adminAddr(t, w), "[::]", "127.0.0.1", 1)
+	base = strings.Replace(base, "0.0.0.0", "127.0.0.1", 1)
+	if code, _ := get(t, base+"/healthz", ""); code != 200 {
+		t.Fatalf("healthz without a token: %d", code)
+	}
+	for _, path := range []string{"/metrics", "/readyz"} {
+		if code, _ := get(t, base+path, ""); code != 401 {
+			t.Fatalf("%s without a token: %d", path, code)
+		}
+		if code, _ := get(t, base+path, "wrong"); code != 401 {
+			t.Fatalf("%s with a wrong token: %d", path, code)
+		}
+	}
+	w.WaitOutput(t, "worker started", 30*time.Second)
+	if code, _ := get(t, base+"/readyz", "tok-123"); code != 200 {
+		t.Fatalf("readyz with the token: %d", code)
 	}
 }

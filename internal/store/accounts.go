@@ -457,3 +457,9 @@ func (s *Store) CheckKeys(ctx context.Context) error {
 	}
 	return err
 }
+
+// CountBlocked returns how many accounts are blocked now, in one command.
+func (s *Store) CountBlocked(ctx context.Context) (int, error) {
+	n, err := s.rdb.ZCount(ctx, s.key("blocked"), "("+strconv.FormatInt(s.now().UnixMilli(), 10), "+inf").Result()
+	return int(n), redisErr("count blocked", err)
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/metrics"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/seal"
@@ -64,6 +65,8 @@ type Config struct {
 	Logger *slog.Logger
 	// UserAgent is sent to Kommo.
 	UserAgent string
+	// Metrics, when set, counts tasks and Kommo requests.
+	Metrics *metrics.Metrics
 }
 
 // WithDefaults fills the zero fields.
@@ -143,6 +146,14 @@ type attempt struct {
 	mu         sync.Mutex
 }
 
+// taskType is the attempt's asynq task type.
+func (a *attempt) taskType() string {
+	if a.op == "uninstall" {
+		return tasks.TypeUninstallWidget
+	}
+	return tasks.TypeInstallWidget
+}
+
 // final reports whether a retryable failure now would exhaust the budget:
 // the task's attempts are MaxRetry+1 in asynq's count, but widgetq stops
 // one short, so that a deferral (which asynq would archive once the count
@@ -204,6 +215,7 @@ func (h *Handler) HandleUninstall(ctx context.Context, t *asynq.Task) error {
 // no account to record it for.
 func (h *Handler) badPayload(ctx context.Context, t *asynq.Task, err error) error {
 	id, _ := asynq.GetTaskID(ctx)
+	h.cfg.Metrics.Task(t.Type(), "rejected", string(kommo.ClassInvalid))
 	h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "task rejected", slog.String("task_id", id), slog.String("type", t.Type()),
 		slog.String("class", string(kommo.ClassInvalid)), slog.String("error", err.Error()))
 	return fmt.Errorf("%s: %w: %w", kommo.ClassInvalid, err, asynq.SkipRetry)
@@ -237,7 +249,7 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 			maxWait = max(time.Until(dl)-h.cfg.RequestTimeout, h.cfg.MaxWait)
 		}
 	}
-	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, account: acct.ID, maxWait: maxWait, a: a}}
+	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, account: acct.ID, maxWait: maxWait, a: a, m: h.cfg.Metrics}}
 	var auth kommo.Authenticator = kommo.StaticToken(acct.AccessToken)
 	if h.cfg.OAuth != nil && h.cfg.OAuth.ClientID != "" {
 		oauth := *h.cfg.OAuth
@@ -354,6 +366,8 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 				h.cfg.Logger.Warn("could not clear the in-flight mark", "account", a.account, "widget", a.code, "error", cerr)
 			}
 		}
+		h.cfg.Metrics.Deferred()
+		h.cfg.Metrics.Task(a.taskType(), "deferred", "")
 		h.log(ctx, slog.LevelDebug, a, "deferred", "", dur, "", de.Reason)
 		return de
 	}
@@ -376,6 +390,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 			// The install happened; a retry finds it active.
 			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
 		}
+		h.cfg.Metrics.Task(a.taskType(), string(r.Status), "")
 		h.log(ctx, slog.LevelInfo, a, string(r.Status), "", dur, "", "")
 		return nil
 	}
@@ -425,6 +440,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
 		}
 	}
+	h.cfg.Metrics.Task(a.taskType(), string(r.Status), class)
 	level := slog.LevelWarn
 	if r.Status == store.StatusFailed {
 		level = slog.LevelError
@@ -528,6 +544,7 @@ type pacedTransport struct {
 	account int64
 	maxWait time.Duration
 	a       *attempt
+	m       *metrics.Metrics
 }
 
 func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -547,7 +564,14 @@ func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.a.sentChange = true
 		t.a.mu.Unlock()
 	}
-	return t.base.RoundTrip(req)
+	sent := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+	}
+	t.m.Request(req.Method, req.URL.Path, status, time.Since(sent))
+	return resp, err
 }
 
 func truncate(s string, n int) string {
