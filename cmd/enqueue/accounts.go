@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,73 +25,11 @@ func newAccountsCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// accountLine is one line of an accounts file.
-type accountLine struct {
-	AccountID    json.Number `json:"account_id"`
-	BaseURL      string      `json:"base_url"`
-	Subdomain    string      `json:"subdomain"`
-	Domain       string      `json:"domain"`
-	AccessToken  string      `json:"access_token"`
-	RefreshToken string      `json:"refresh_token"`
-	ExpiresAt    string      `json:"expires_at"`
-}
+// accountLine is one line of an accounts file (store.AccountInput).
+type accountLine = store.AccountInput
 
-// parseAccountLine reads one line of `accounts import`: one JSON object,
-// no unknown fields. Errors name the field, never a token.
-func parseAccountLine(line []byte) (store.Account, error) {
-	var l accountLine
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(&l); err != nil {
-		return store.Account{}, errors.New(strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if dec.More() {
-		return store.Account{}, errors.New("more than one JSON value on the line")
-	}
-	return l.toAccount()
-}
-
-// toAccount checks a line and names the first bad field; it never echoes
-// a token.
-func (l *accountLine) toAccount() (store.Account, error) {
-	var acct store.Account
-	id, err := strconv.ParseInt(l.AccountID.String(), 10, 64)
-	if err != nil || id <= 0 {
-		return acct, fmt.Errorf("account_id: want a positive integer, got %.30q", l.AccountID.String())
-	}
-	acct.ID = id
-	acct.BaseURL = l.BaseURL
-	if acct.BaseURL == "" {
-		if l.Subdomain == "" {
-			return acct, errors.New("base_url or subdomain: required")
-		}
-		if strings.ContainsAny(l.Subdomain, "./:?#@ ") {
-			return acct, fmt.Errorf("subdomain: %.40q is not a subdomain", l.Subdomain)
-		}
-		domain := l.Domain
-		if domain == "" {
-			domain = "kommo.com"
-		}
-		if strings.ContainsAny(domain, "/:?#@ ") {
-			return acct, fmt.Errorf("domain: %.40q is not a domain", domain)
-		}
-		acct.BaseURL = "https://" + l.Subdomain + "." + domain
-	}
-	acct.AccessToken = l.AccessToken
-	acct.RefreshToken = l.RefreshToken
-	if l.ExpiresAt != "" {
-		t, err := time.Parse(time.RFC3339, l.ExpiresAt)
-		if err != nil {
-			return acct, fmt.Errorf("expires_at: want RFC 3339 (2026-12-31T23:59:59Z), got %.40q", l.ExpiresAt)
-		}
-		acct.ExpiresAt = t
-	}
-	if err := acct.Validate(); err != nil {
-		return acct, err
-	}
-	return acct, nil
-}
+// parseAccountLine reads one line of `accounts import`.
+func parseAccountLine(line []byte) (store.Account, error) { return store.ParseAccountJSON(line, 0) }
 
 func newAccountsImportCmd(a *app) *cobra.Command {
 	return &cobra.Command{
@@ -172,7 +108,7 @@ $KOMMO_REFRESH_TOKEN unless given as flags (flags end up in shell history).`,
 			if l.RefreshToken == "" {
 				l.RefreshToken = a.getenv("KOMMO_REFRESH_TOKEN")
 			}
-			acct, err := l.toAccount()
+			acct, err := l.ToAccount()
 			if err != nil {
 				return &usageError{err}
 			}

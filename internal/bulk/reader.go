@@ -243,28 +243,7 @@ func (r *Reader) nextJSONL() (*Entry, *Reject, error) {
 		return nil, &Reject{Line: r.line, Reason: fmt.Sprintf("line longer than %d bytes", MaxLine)}, nil
 	}
 	raw := append([]byte(nil), line...)
-	if !utf8.Valid(line) {
-		return nil, &Reject{Line: r.line, Reason: "not valid UTF-8", Raw: raw}, nil
-	}
-	var jl jsonLine
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(&jl); err != nil {
-		return nil, &Reject{Line: r.line, Reason: jsonReason(err), Raw: raw}, nil
-	}
-	if dec.More() {
-		return nil, &Reject{Line: r.line, Reason: "more than one JSON value on the line", Raw: raw}, nil
-	}
-	var acct *json.Number
-	if a := bytes.TrimSpace(jl.AccountID); len(a) > 0 && !bytes.Equal(a, []byte("null")) {
-		if a[0] != '-' && (a[0] < '0' || a[0] > '9') {
-			return nil, &Reject{Line: r.line, Reason: fmt.Sprintf("account_id: want a positive integer, got %s", kindOf(a)), Raw: raw}, nil
-		}
-		n := json.Number(a)
-		acct = &n
-	}
-	p, reason := payloadOf(acct, jl.WidgetCode, jl.Settings)
+	p, reason := ParseJSONLine(line)
 	if reason != "" {
 		return nil, &Reject{Line: r.line, Reason: reason, Raw: raw}, nil
 	}
@@ -329,6 +308,34 @@ func (r *Reader) nextCSV() (*Entry, *Reject, error) {
 		}
 		return &Entry{Line: line, Payload: p, Raw: raw}, nil, nil
 	}
+}
+
+// ParseJSONLine reads one install as a bulk file's JSON line has it —
+// {account_id, widget_code, settings}, nothing else — and returns the
+// payload, or what is wrong with it, naming the field.
+func ParseJSONLine(line []byte) (tasks.InstallWidgetPayload, string) {
+	if !utf8.Valid(line) {
+		return tasks.InstallWidgetPayload{}, "not valid UTF-8"
+	}
+	var jl jsonLine
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&jl); err != nil {
+		return tasks.InstallWidgetPayload{}, jsonReason(err)
+	}
+	if dec.More() {
+		return tasks.InstallWidgetPayload{}, "more than one JSON value on the line"
+	}
+	var acct *json.Number
+	if a := bytes.TrimSpace(jl.AccountID); len(a) > 0 && !bytes.Equal(a, []byte("null")) {
+		if a[0] != '-' && (a[0] < '0' || a[0] > '9') {
+			return tasks.InstallWidgetPayload{}, fmt.Sprintf("account_id: want a positive integer, got %s", kindOf(a))
+		}
+		n := json.Number(a)
+		acct = &n
+	}
+	return payloadOf(acct, jl.WidgetCode, jl.Settings)
 }
 
 // payloadOf checks the three fields and builds the payload, or says what
