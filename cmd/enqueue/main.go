@@ -202,7 +202,7 @@ Exit codes: 0 success, 1 failure (or rejected lines), 2 usage error.`,
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", "", "prefix of widgetq's Redis keys (default $WIDGETQ_PREFIX, else widgetq)")
 	root.PersistentFlags().StringVar(&a.queue, "queue", "", "queue for new tasks (default $WIDGETQ_QUEUE, else widgets)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newAccountsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newReplayCmd(a), newSecretsCmd(a))
+	root.AddCommand(newAccountsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newReplayCmd(a), newSecretsCmd(a), newServeCmd(a))
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

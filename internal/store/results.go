@@ -307,8 +307,8 @@ type Query struct {
 
 // Page is one page of results and the size of the whole selection.
 type Page struct {
-	Results []Result
-	Total   int64
+	Results []Result `json:"results"`
+	Total   int64    `json:"total"`
 }
 
 // Results returns results ordered by account, then widget code.

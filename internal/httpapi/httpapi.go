@@ -1,0 +1,298 @@
+// Package httpapi is widgetq's producer API over HTTP, for backends not
+// written in Go (`enqueue serve`; api/openapi.yaml describes it):
+//
+//	POST /v1/installs              one install or an array, as bulk lines
+//	POST /v1/uninstalls            one uninstall or an array
+//	GET  /v1/accounts/{id}/results the account's results
+//	PUT  /v1/accounts/{id}         the account's credentials
+//
+// Every route needs the bearer token. Errors are problem+json (RFC 9457)
+// naming the bad field; an array gets one outcome per item, in order.
+// Tokens and settings never appear in an answer or a log.
+package httpapi
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/widgetq/widgetq/internal/bulk"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/producer"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+// Limits of one request.
+const (
+	DefaultMaxBody  = 8 << 20
+	DefaultMaxItems = 5000
+)
+
+// Server answers the API.
+type Server struct {
+	Prod  *producer.Producer
+	Store *store.Store
+	// Token is required as "Authorization: Bearer <token>".
+	Token string
+	// MaxBody and MaxItems bound a request (defaults 8 MiB, 5,000).
+	MaxBody  int64
+	MaxItems int
+	Logger   *slog.Logger
+}
+
+// Routes are the API's method-and-path patterns (api/openapi.yaml has
+// each, and a test holds them to it).
+var Routes = []string{"POST /v1/installs", "POST /v1/uninstalls", "GET /v1/accounts/{id}/results", "PUT /v1/accounts/{id}"}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for i, h := range []http.HandlerFunc{s.installs, s.uninstalls, s.results, s.putAccount} {
+		mux.HandleFunc(Routes[i], h)
+	}
+	return s.auth(mux)
+}
+
+// Problem is an RFC 9457 problem detail.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	// Field names the request field that is wrong, when one is.
+	Field string `json:"field,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, status int, kind, detail string) {
+	p := Problem{Type: "https://github.com/widgetq/widgetq/blob/main/api/problems.md#" + kind, Title: http.StatusText(status), Status: status, Detail: detail}
+	if f, _, ok := strings.Cut(detail, ":"); ok && !strings.ContainsAny(f, " \"") {
+		p.Field = f
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) auth(h http.Handler) http.Handler {
+	want := []byte("Bearer " + s.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="widgetq"`)
+			writeProblem(w, http.StatusUnauthorized, "unauthorized", "a bearer token is required")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// body reads a request body within the size limit and splits it into
+// items: one object, or the elements of an array. many says which.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (items []json.RawMessage, many bool, ok bool) {
+	limit := s.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	maxItems := s.MaxItems
+	if maxItems <= 0 {
+		maxItems = DefaultMaxItems
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeProblem(w, http.StatusUnsupportedMediaType, "content-type", "Content-Type: want application/json, got "+strconv.Quote(ct))
+		return nil, false, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeProblem(w, http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("body: more than %d bytes; send fewer items per request", limit))
+		return nil, false, false
+	}
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed", "body: "+err.Error())
+		return nil, false, false
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '[' {
+		if err := json.Unmarshal(b, &items); err != nil {
+			writeProblem(w, http.StatusBadRequest, "malformed", "body: want a JSON object or an array of objects: "+strings.TrimPrefix(err.Error(), "json: "))
+			return nil, false, false
+		}
+		if len(items) > maxItems {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "too-many", fmt.Sprintf("body: %d items, more than the %d allowed per request", len(items), maxItems))
+			return nil, false, false
+		}
+		return items, true, true
+	}
+	return []json.RawMessage{b}, false, true
+}
+
+// ItemResult is the outcome of one item of a request.
+type ItemResult struct {
+	Index   int    `json:"index"`
+	Outcome string `json:"outcome"` // queued, already_queued, invalid, error
+	TaskID  string `json:"task_id,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Batch is the answer to an array.
+type Batch struct {
+	Results []ItemResult   `json:"results"`
+	Counts  map[string]int `json:"counts"`
+}
+
+func (s *Server) answer(w http.ResponseWriter, many bool, res []ItemResult) {
+	if !many {
+		r := res[0]
+		switch r.Outcome {
+		case "invalid":
+			writeProblem(w, http.StatusUnprocessableEntity, "invalid", r.Error)
+		case "error":
+			writeProblem(w, http.StatusServiceUnavailable, "unavailable", r.Error)
+		default:
+			writeJSON(w, http.StatusAccepted, r)
+		}
+		return
+	}
+	b := Batch{Results: res, Counts: map[string]int{}}
+	for _, r := range res {
+		b.Counts[r.Outcome]++
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) installs(w http.ResponseWriter, r *http.Request) {
+	items, many, ok := s.body(w, r)
+	if !ok {
+		return
+	}
+	res := make([]ItemResult, len(items))
+	var payloads []tasks.InstallWidgetPayload
+	var at []int
+	for i, it := range items {
+		res[i].Index = i
+		p, reason := bulk.ParseJSONLine(it)
+		if reason != "" {
+			res[i].Outcome, res[i].Error = "invalid", reason
+			continue
+		}
+		payloads = append(payloads, p)
+		at = append(at, i)
+	}
+	if len(payloads) > 0 {
+		for j, out := range s.Prod.InstallMany(r.Context(), payloads, producer.BatchOptions{RequireAccounts: true}) {
+			res[at[j]] = s.itemResult(at[j], out)
+		}
+	}
+	s.answer(w, many, res)
+}
+
+func (s *Server) itemResult(i int, out producer.Result) ItemResult {
+	ir := ItemResult{Index: i, Outcome: string(out.Outcome), TaskID: out.TaskID}
+	switch {
+	case out.Outcome == producer.Invalid:
+		ir.Error = out.Err.Error()
+	case out.Outcome == "":
+		ir.Outcome, ir.Error = "error", "not enqueued: Redis failed; send it again"
+		if s.Logger != nil {
+			s.Logger.Error("enqueue failed", "error", out.Err)
+		}
+	}
+	return ir
+}
+
+func (s *Server) uninstalls(w http.ResponseWriter, r *http.Request) {
+	items, many, ok := s.body(w, r)
+	if !ok {
+		return
+	}
+	res := make([]ItemResult, len(items))
+	for i, it := range items {
+		res[i].Index = i
+		var in struct {
+			AccountID  json.Number `json:"account_id"`
+			WidgetCode string      `json:"widget_code"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(it))
+		dec.DisallowUnknownFields()
+		dec.UseNumber()
+		if err := dec.Decode(&in); err != nil {
+			res[i].Outcome, res[i].Error = "invalid", strings.TrimPrefix(err.Error(), "json: ")
+			continue
+		}
+		id, err := strconv.ParseInt(in.AccountID.String(), 10, 64)
+		if err != nil {
+			res[i].Outcome, res[i].Error = "invalid", fmt.Sprintf("account_id: want a positive integer, got %.30q", in.AccountID.String())
+			continue
+		}
+		p := tasks.UninstallWidgetPayload{AccountID: id, WidgetCode: in.WidgetCode}
+		if err := p.Validate(); err != nil {
+			res[i].Outcome, res[i].Error = "invalid", err.Error()
+			continue
+		}
+		out, err := s.Prod.Uninstall(r.Context(), p)
+		res[i] = s.itemResult(i, producer.Result{Outcome: out, TaskID: tasks.UninstallTaskID(p.AccountID, p.WidgetCode), Err: err})
+	}
+	s.answer(w, many, res)
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeProblem(w, http.StatusBadRequest, "malformed", fmt.Sprintf("id: want a positive integer, got %.30q", r.PathValue("id")))
+		return 0, false
+	}
+	return id, true
+}
+
+func (s *Server) results(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	page, err := s.Store.Results(r.Context(), store.Query{AccountID: id, Limit: 1000})
+	if err != nil {
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Redis failed; try again")
+		return
+	}
+	if page.Results == nil {
+		page.Results = []store.Result{}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) putAccount(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	items, many, ok := s.body(w, r)
+	if !ok {
+		return
+	}
+	if many {
+		writeProblem(w, http.StatusBadRequest, "malformed", "body: want one account object")
+		return
+	}
+	acct, err := store.ParseAccountJSON(items[0], id)
+	if err != nil {
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid", err.Error())
+		return
+	}
+	if err := s.Store.PutAccount(r.Context(), acct); err != nil {
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Redis failed; try again")
+		return
+	}
+	writeJSON(w, http.StatusOK, acct.Info())
+}
