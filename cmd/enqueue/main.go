@@ -192,7 +192,10 @@ func newRoot(a *app) *cobra.Command {
 It reads REDIS_URL as worker does (redis://, rediss://, redis-sentinel://,
 or a comma-separated list of cluster nodes); unset, it uses the embedded
 Redis that worker serves on 127.0.0.1:6380. WIDGETQ_PREFIX and
-WIDGETQ_QUEUE set the key prefix and the queue.
+WIDGETQ_QUEUE set the key prefix and the queue. WIDGETQ_SECRET_KEY (and,
+during a rotation, WIDGETQ_SECRET_KEY_PREVIOUS) seal tokens and settings as
+worker does; WIDGETQ_API_TOKEN is the bearer token of serve;
+KOMMO_ACCESS_TOKEN and KOMMO_REFRESH_TOKEN feed accounts add.
 
 Exit codes: 0 success, 1 failure (or rejected lines), 2 usage error.`,
 		SilenceUsage:  true,

@@ -88,6 +88,7 @@ type config struct {
 }
 
 const usageText = `Usage: worker [flags]
+       worker probe healthz|readyz   (exit 0 when this machine's worker answers 200)
 
 Runs widgetq's install and uninstall tasks from Redis. Every flag can also
 be set by the environment variable named in brackets; a flag wins over its
@@ -292,6 +293,9 @@ func newLogger(c *config, w io.Writer) *slog.Logger {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "probe" {
+		return probe(ctx, args[1:], getenv, stdout)
+	}
 	c, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -432,4 +436,42 @@ func reconcileLoop(ctx context.Context, h *worker.Handler, insp *asynq.Inspector
 		look = 15 * time.Minute
 		t.Reset(time.Minute)
 	}
+}
+
+// probe asks this machine's worker's admin server for /healthz or /readyz
+// (with WIDGETQ_ADMIN_TOKEN) and fails unless it answers 200: an exec
+// probe for images without curl, and for orchestrators that cannot put a
+// secret into an HTTP probe's header.
+func probe(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) != 1 || (args[0] != "healthz" && args[0] != "readyz") {
+		return usagef("usage: worker probe healthz|readyz")
+	}
+	addr := getenv("WIDGETQ_ADMIN_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:9090"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("WIDGETQ_ADMIN_ADDR: want host:port, got %q", addr)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/"+args[0], nil)
+	if tok := getenv("WIDGETQ_ADMIN_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", args[0], err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Fprint(stdout, string(body))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("probe %s: %s", args[0], resp.Status)
+	}
+	return nil
 }

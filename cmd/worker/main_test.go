@@ -376,4 +376,14 @@ func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
 	if code, _ := get(t, base+"/readyz", "tok-123"); code != 200 {
 		t.Fatalf("readyz with the token: %d", code)
 	}
+	// The exec probe the Kubernetes manifest uses.
+	probeEnv := []string{"WIDGETQ_ADMIN_ADDR=" + strings.TrimPrefix(base, "http://"), "WIDGETQ_ADMIN_TOKEN=tok-123"}
+	pr := fleettest.Run(t, workerBin, probeEnv, "probe", "readyz")
+	if exited, err := pr.Exited(30 * time.Second); !exited || err != nil || !strings.Contains(pr.Out.String(), "ready") {
+		t.Fatalf("probe readyz: %v %v %s", exited, err, pr.Out.String())
+	}
+	pr = fleettest.Run(t, workerBin, append(probeEnv, "WIDGETQ_ADMIN_TOKEN=wrong"), "probe", "readyz")
+	if exited, err := pr.Exited(30 * time.Second); !exited || err == nil {
+		t.Fatalf("probe with a wrong token passed: %s", pr.Out.String())
+	}
 }
