@@ -31,6 +31,7 @@ import (
 
 	"github.com/widgetq/widgetq/internal/admin"
 	"github.com/widgetq/widgetq/internal/autopipe"
+	"github.com/widgetq/widgetq/internal/console"
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/metrics"
 	"github.com/widgetq/widgetq/internal/ratelimit"
@@ -83,6 +84,7 @@ type config struct {
 	demoAccounts                              int
 	debugAddr                                 string
 	adminAddr, adminToken                     string
+	uiWritable                                bool
 	keys                                      *seal.Keys
 	secretKey                                 []byte // WIDGETQ_SECRET_KEY decoded (nil: none)
 }
@@ -130,6 +132,7 @@ var settings = []envFlag{
 	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
 	{"admin-addr", "WIDGETQ_ADMIN_ADDR", "127.0.0.1:9090", "serve /healthz, /readyz and /metrics here (empty: off); beyond loopback WIDGETQ_ADMIN_TOKEN is required"},
+	{"admin-ui-writable", "WIDGETQ_ADMIN_UI_WRITABLE", "false", "let the console at /ui delete, run and archive tasks (default: view only)"},
 	{"debug-addr", "WIDGETQ_DEBUG_ADDR", "", "serve Go's pprof profiles at this loopback address (e.g. 127.0.0.1:6060); empty: off"},
 }
 
@@ -187,6 +190,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.adminAddr, _ = get("admin-addr")
 	c.adminToken = getenv("WIDGETQ_ADMIN_TOKEN")
+	if v, src := get("admin-ui-writable"); v != "" {
+		b, berr := strconv.ParseBool(v)
+		if berr != nil {
+			err = errors.Join(err, usagef("%s: want true or false, got %q", src, v))
+		}
+		c.uiWritable = b
+	}
 	if c.adminAddr != "" {
 		if aerr := admin.CheckAddr(c.adminAddr, c.adminToken); aerr != nil {
 			err = errors.Join(err, usagef("admin-addr: %v", aerr))
@@ -371,12 +381,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var serving atomic.Bool
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if c.adminAddr != "" {
+		ui := console.UI("/ui", conn.Opt, c.uiWritable)
+		defer ui.Close()
 		addr, err := admin.Serve(ctx, c.adminAddr, admin.Handler(admin.Config{Token: c.adminToken, Metrics: m, Ready: func(ctx context.Context) error {
 			if !serving.Load() {
 				return errors.New("not serving tasks (starting or stopping)")
 			}
 			return conn.Ping(ctx, rdb)
-		}}))
+		}, Extra: map[string]http.Handler{"/ui/": ui, "GET /results": &console.Results{Store: st, Prefix: "/results"}}}))
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,10 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -385,5 +389,113 @@ func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
 	pr = fleettest.Run(t, workerBin, append(probeEnv, "WIDGETQ_ADMIN_TOKEN=wrong"), "probe", "readyz")
 	if exited, err := pr.Exited(30 * time.Second); !exited || err == nil {
 		t.Fatalf("probe with a wrong token passed: %s", pr.Out.String())
+	}
+}
+
+// chromium finds Debian's Chromium, installing it when it is missing and
+// this machine can (root and apt-get). Only where it cannot is the test
+// skipped, saying why.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	if os.Geteuid() == 0 {
+		if _, err := exec.LookPath("apt-get"); err == nil {
+			cmd := exec.Command("apt-get", "install", "-y", "--no-install-recommends", "chromium")
+			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Logf("apt-get install chromium: %v\n%s", err, fleettest.Tail(string(out), 2000))
+			}
+			if p, err := exec.LookPath("chromium"); err == nil {
+				return p
+			}
+		}
+	}
+	t.Skip("no Chromium, and it cannot be installed here (needs root and apt-get): the console's browser test did not run")
+	return ""
+}
+
+// dom renders url in headless Chromium, scripts run, and returns the DOM.
+func dom(t *testing.T, bin, url string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", url)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("chromium %s: %v", url, err)
+		}
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("chromium did not render %s", url)
+	}
+	return out.String()
+}
+
+func TestConsoleInAHeadlessBrowser(t *testing.T) {
+	t.Parallel()
+	bin := chromium(t)
+	f := newFleet(t, sandbox.Config{})
+	f.AddAccounts(t, 1, 3)
+	p := f.StartWorker(t, workerBin)
+	base := "http://" + adminAddr(t, p)
+	f.Install(t, 1, sandbox.WidgetAsterisk, seed)
+	f.Install(t, 3, sandbox.WidgetAsterisk, `{"login":"x","password":"eXaMp1E"}`) // no phones: fails
+	// A task held in a queue no worker serves, to see a payload in the UI.
+	held := f.Queue + "-held"
+	hp := producer.New(f.Client, f.Prefix, asynq.Queue(held))
+	defer hp.Close()
+	if _, err := hp.Install(context.Background(), tasks.InstallWidgetPayload{AccountID: 2, WidgetCode: sandbox.WidgetTelephonyLP,
+		Settings: json.RawMessage(`{"operators":{"1":{"login":"op","password":"eXaMp1E"}},"api_key":"eXaMp1E"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, _ := f.St.CountByStatus(context.Background())
+		if c[store.StatusInstalled] == 1 && c[store.StatusFailed] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results %v", c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a1, _ := f.St.GetAccount(context.Background(), 1)
+	secretFree := func(name, page string) {
+		t.Helper()
+		if strings.Contains(page, "eXaMp1E") || strings.Contains(page, a1.AccessToken) || strings.Contains(page, a1.RefreshToken) {
+			t.Fatalf("%s shows a secret", name)
+		}
+	}
+
+	ui := dom(t, bin, base+"/ui/")
+	if !strings.Contains(ui, f.Queue) || !strings.Contains(ui, held) || !strings.Contains(ui, `FLAG_READ_ONLY="true"`) {
+		t.Fatalf("/ui/ does not list the queues read-only:\n%s", fleettest.Tail(ui, 3000))
+	}
+	secretFree("/ui/", ui)
+	pending := dom(t, bin, base+"/ui/queues/"+held+"?status=pending")
+	if !strings.Contains(pending, sandbox.WidgetTelephonyLP) || !strings.Contains(pending, "•••") {
+		t.Fatalf("the held task's payload is not shown (hidden values) in /ui:\n%s", fleettest.Tail(pending, 3000))
+	}
+	secretFree("the pending tasks page", pending)
+
+	all := dom(t, bin, base+"/results")
+	for _, want := range []string{">1<", ">3<", "installed", "failed", "enqueue replay --account 3 --widget amo_asterisk", "phones: required"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("/results lacks %q", want)
+		}
+	}
+	secretFree("/results", all)
+	one := dom(t, bin, base+"/results?status=failed&class=invalid")
+	if !strings.Contains(one, ">3<") || strings.Contains(one, `<td class="installed">`) {
+		t.Fatalf("filtered /results:\n%s", fleettest.Tail(one, 3000))
 	}
 }

@@ -1,0 +1,223 @@
+// Package console is the worker's web console: asynqmon (queues, tasks,
+// servers) under /ui, with payload and result formatters that show no
+// secret, read-only unless allowed; and a server-rendered results page
+// under /results that filters by account, widget, status and error class
+// and says how to replay what failed.
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+// UI returns asynqmon rooted at root (e.g. "/ui"), showing payloads
+// through FormatPayload. writable allows deleting, running and archiving
+// tasks from the browser.
+func UI(root string, opt asynq.RedisConnOpt, writable bool) *asynqmon.HTTPHandler {
+	return asynqmon.New(asynqmon.Options{
+		RootPath:         root,
+		RedisConnOpt:     opt,
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
+		ResultFormatter:  asynqmon.ResultFormatterFunc(func(string, []byte) string { return "" }),
+		ReadOnly:         !writable,
+	})
+}
+
+// hidden stands for a value the console does not show.
+const hidden = "•••"
+
+// FormatPayload shows a widgetq payload with every settings value hidden
+// (only the widget's template knows which are passwords, so none is
+// shown) and anything else as its size only.
+func FormatPayload(taskType string, payload []byte) string {
+	var view any
+	switch taskType {
+	case tasks.TypeInstallWidget:
+		p, err := tasks.DecodeInstallWidget(payload)
+		if err != nil {
+			return fmt.Sprintf("(%d bytes, not a valid widgetq payload: %s)", len(payload), fieldOnly(err))
+		}
+		settings := map[string]string{}
+		var raw map[string]json.RawMessage
+		if json.Unmarshal(p.Settings, &raw) == nil {
+			for k := range raw {
+				settings[k] = hidden
+			}
+		}
+		v := map[string]any{"account_id": p.AccountID, "widget_code": p.WidgetCode, "enqueue_id": p.EnqueueID, "settings": settings}
+		if p.SealedSettings != "" {
+			v["settings"] = "(sealed)"
+		}
+		view = v
+	case tasks.TypeUninstallWidget:
+		p, err := tasks.DecodeUninstallWidget(payload)
+		if err != nil {
+			return fmt.Sprintf("(%d bytes, not a valid widgetq payload: %s)", len(payload), fieldOnly(err))
+		}
+		view = p
+	default:
+		return fmt.Sprintf("(%d bytes of a %q task, not shown)", len(payload), taskType)
+	}
+	b, _ := json.MarshalIndent(view, "", "  ")
+	return string(b)
+}
+
+// fieldOnly keeps the field a decoding error names, never the value.
+func fieldOnly(err error) string {
+	var fe *tasks.FieldError
+	if e, ok := err.(*tasks.FieldError); ok {
+		fe = e
+	}
+	if fe == nil {
+		return "invalid"
+	}
+	return fe.Field + " is invalid"
+}
+
+// Results serves the results page.
+type Results struct {
+	Store *store.Store
+	// Prefix is the console's path prefix (e.g. "/results").
+	Prefix string
+}
+
+type row struct {
+	store.Result
+	Class, Detail, Replay string
+}
+
+var page = template.Must(template.New("results").Funcs(template.FuncMap{
+	"time": func(r store.Result) string { return r.UpdatedAt.UTC().Format("2006-01-02 15:04:05") },
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>widgetq results</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.failed{color:#a40000}.installed,.already_installed,.uninstalled{color:#176117}
+form{margin-bottom:1em}input,select{margin-right:.5em}code{background:#f4f4f4;padding:0 .25em}
+.counts span{margin-right:1em}
+</style></head><body>
+<h1>widgetq results</h1>
+<p><a href="{{.UI}}">Queues and tasks</a></p>
+<form method="get" action="{{.Self}}">
+<label>account <input name="account" value="{{.Q.Account}}" size="10"></label>
+<label>widget <input name="widget" value="{{.Q.Widget}}" size="16"></label>
+<label>status <select name="status"><option value="">any</option>{{range .Statuses}}<option{{if eq . $.Q.Status}} selected{{end}}>{{.}}</option>{{end}}</select></label>
+<label>class <input name="class" value="{{.Q.Class}}" size="14"></label>
+<button>filter</button>
+</form>
+<p class="counts">{{range .Counts}}<span>{{.Name}}: <b>{{.N}}</b></span>{{end}}</p>
+{{if .Err}}<p class="failed">{{.Err}}</p>{{end}}
+<p>{{len .Rows}} shown{{if .More}} (the first {{len .Rows}}; narrow the filter){{end}}.{{if .ReplayAll}} Replay these failures: <code>{{.ReplayAll}}</code>{{end}}</p>
+<table><thead><tr><th>account</th><th>widget</th><th>op</th><th>status</th><th>attempts</th><th>class</th><th>detail</th><th>updated (UTC)</th><th>replay</th></tr></thead><tbody>
+{{range .Rows}}<tr><td>{{.AccountID}}</td><td>{{.WidgetCode}}</td><td>{{.Operation}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{.Attempts}}</td><td>{{.Class}}</td><td>{{.Detail}}</td><td>{{time .Result}}</td><td>{{if .Replay}}<code>{{.Replay}}</code>{{end}}</td></tr>
+{{else}}<tr><td colspan="9">no results</td></tr>{{end}}
+</tbody></table></body></html>
+`))
+
+type query struct {
+	Account, Widget, Status, Class string
+}
+
+// ServeHTTP renders the page.
+func (h *Results) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := query{Account: strings.TrimSpace(r.FormValue("account")), Widget: strings.TrimSpace(r.FormValue("widget")),
+		Status: r.FormValue("status"), Class: strings.TrimSpace(r.FormValue("class"))}
+	data := struct {
+		Q        query
+		Self, UI string
+		Statuses []store.Status
+		Counts   []struct {
+			Name string
+			N    int64
+		}
+		Rows      []row
+		More      bool
+		Err       string
+		ReplayAll string
+	}{Q: q, Self: h.Prefix, UI: "/ui/", Statuses: store.Statuses}
+	ctx := r.Context()
+	if counts, err := h.Store.CountByStatus(ctx); err == nil {
+		for _, s := range store.Statuses {
+			data.Counts = append(data.Counts, struct {
+				Name string
+				N    int64
+			}{string(s), counts[s]})
+		}
+	}
+	sq := store.Query{Status: store.Status(q.Status), Limit: 1000}
+	if q.Status != "" && !store.Status(q.Status).Valid() {
+		data.Err = fmt.Sprintf("status: %q is not a status", q.Status)
+		sq.Status = ""
+	}
+	if q.Account != "" {
+		id, err := strconv.ParseInt(q.Account, 10, 64)
+		if err != nil || id <= 0 {
+			data.Err = fmt.Sprintf("account: want a positive integer, got %q", q.Account)
+		} else {
+			sq.AccountID = id
+		}
+	}
+	res, err := h.Store.Results(ctx, sq)
+	if err != nil {
+		data.Err = "Redis failed: " + err.Error()
+	}
+	failed := 0
+	for _, rs := range res.Results {
+		if q.Widget != "" && rs.WidgetCode != q.Widget {
+			continue
+		}
+		rw := row{Result: rs}
+		if rs.LastError != nil {
+			rw.Class, rw.Detail = rs.LastError.Class, rs.LastError.Detail
+		}
+		if q.Class != "" && rw.Class != q.Class {
+			continue
+		}
+		if rs.Status == store.StatusFailed {
+			failed++
+			rw.Replay = fmt.Sprintf("enqueue replay --account %d --widget %s", rs.AccountID, rs.WidgetCode)
+		}
+		data.Rows = append(data.Rows, rw)
+		if len(data.Rows) == 500 {
+			data.More = true
+			break
+		}
+	}
+	if failed > 1 {
+		var args []string
+		if q.Account != "" {
+			args = append(args, "--account "+q.Account)
+		}
+		if q.Widget != "" {
+			args = append(args, "--widget "+q.Widget)
+		}
+		if q.Class != "" {
+			args = append(args, "--class "+q.Class)
+		}
+		if len(args) == 0 {
+			args = append(args, "--all")
+		}
+		data.ReplayAll = "enqueue replay " + strings.Join(args, " ")
+	}
+	sort.SliceStable(data.Rows, func(i, j int) bool { return data.Rows[i].AccountID < data.Rows[j].AccountID })
+	var buf bytes.Buffer
+	if err := page.Execute(&buf, data); err != nil {
+		http.Error(w, "render: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
+}
