@@ -23,7 +23,7 @@ import (
 
 // dumpRedis returns every key and value of a Redis (hashes, strings,
 // lists, sets, sorted sets), one line each.
-func dumpRedis(t *testing.T, c *redis.Client) (string, int) {
+func dumpRedis(t *testing.T, c redis.UniversalClient) (string, int) {
 	t.Helper()
 	ctx := context.Background()
 	var b strings.Builder

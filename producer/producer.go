@@ -73,7 +73,7 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 		if pl.EnqueueID == "" {
 			pl.EnqueueID = tasks.NewEnqueueID()
 		}
-		t, err := tasks.NewInstallWidgetTask(p.sealed(*pl), opts...)
+		t, err := tasks.NewInstallWidgetTask(p.sealed(*pl), p.forAccount(opts, pl.AccountID)...)
 		if err != nil {
 			out[i] = Result{Outcome: Invalid, Err: err}
 			continue
@@ -162,6 +162,25 @@ type Producer struct {
 	st     *store.Store
 	opts   []asynq.Option
 	keys   *seal.Keys
+	// shardBase and shards split tasks over queues by account (Shard).
+	shardBase string
+	shards    int
+}
+
+// Shard makes the producer put each account's tasks in one of n queues
+// named after base (tasks.ShardQueue): on a Redis Cluster they spread
+// over the nodes. Workers must serve the same shards (worker -shards n).
+// Call it before the producer is shared.
+func (p *Producer) Shard(base string, n int) {
+	p.shardBase, p.shards = base, n
+}
+
+// forAccount adds the account's shard queue to opts (last, so it wins).
+func (p *Producer) forAccount(opts []asynq.Option, account int64) []asynq.Option {
+	if p.shards <= 1 {
+		return opts
+	}
+	return append(append([]asynq.Option(nil), opts...), asynq.Queue(tasks.ShardQueue(p.shardBase, account, p.shards)))
 }
 
 // SealSettings makes the producer seal every install's settings with key
@@ -218,7 +237,7 @@ func (p *Producer) Install(ctx context.Context, payload tasks.InstallWidgetPaylo
 	if payload.EnqueueID == "" {
 		payload.EnqueueID = tasks.NewEnqueueID()
 	}
-	t, err := tasks.NewInstallWidgetTask(p.sealed(payload), append(append([]asynq.Option(nil), p.opts...), opts...)...)
+	t, err := tasks.NewInstallWidgetTask(p.sealed(payload), p.forAccount(append(append([]asynq.Option(nil), p.opts...), opts...), payload.AccountID)...)
 	if err != nil {
 		return "", err
 	}
@@ -230,7 +249,7 @@ func (p *Producer) Uninstall(ctx context.Context, payload tasks.UninstallWidgetP
 	if payload.EnqueueID == "" {
 		payload.EnqueueID = tasks.NewEnqueueID()
 	}
-	t, err := tasks.NewUninstallWidgetTask(payload, append(append([]asynq.Option(nil), p.opts...), opts...)...)
+	t, err := tasks.NewUninstallWidgetTask(payload, p.forAccount(append(append([]asynq.Option(nil), p.opts...), opts...), payload.AccountID)...)
 	if err != nil {
 		return "", err
 	}

@@ -263,3 +263,32 @@ func describeJSONError(err error) string {
 	}
 	return msg
 }
+
+// ShardQueue is the queue of an account's tasks when queue base is split
+// into n shards (n <= 1: base itself). An account's tasks always land in
+// the same shard, so task IDs still keep an install from being queued
+// twice, and on a Redis Cluster the shards' keys spread over the nodes.
+// Producers and workers must agree on n; changing it strands what the
+// old shards hold until a worker serving them drains them.
+func ShardQueue(base string, account int64, n int) string {
+	if n <= 1 {
+		return base
+	}
+	s := account % int64(n)
+	if s < 0 {
+		s = -s
+	}
+	return base + "-" + strconv.FormatInt(s, 10)
+}
+
+// ShardQueues lists the n shard queues of base (base itself when n <= 1).
+func ShardQueues(base string, n int) []string {
+	if n <= 1 {
+		return []string{base}
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = base + "-" + strconv.Itoa(i)
+	}
+	return out
+}

@@ -135,3 +135,24 @@ func TestSealedSettingsAreValidatedAndStandAlone(t *testing.T) {
 		}
 	}
 }
+
+func TestShardQueues(t *testing.T) {
+	if q := tasks.ShardQueue("widgets", 7, 1); q != "widgets" {
+		t.Fatalf("one shard: %s", q)
+	}
+	all := map[string]bool{}
+	for _, q := range tasks.ShardQueues("widgets", 4) {
+		all[q] = true
+	}
+	seen := map[string]bool{}
+	for a := int64(1); a <= 100; a++ {
+		q := tasks.ShardQueue("widgets", a, 4)
+		if !all[q] || q != tasks.ShardQueue("widgets", a, 4) {
+			t.Fatalf("account %d: %s is not one of %v", a, q, all)
+		}
+		seen[q] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("100 accounts used %d of 4 shards", len(seen))
+	}
+}

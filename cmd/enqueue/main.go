@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,6 +73,7 @@ type app struct {
 	stdout, stderr io.Writer
 
 	redisURL, prefix, queue string
+	shards                  int
 
 	conn *redisconn.Conn
 	rdb  redis.UniversalClient
@@ -114,6 +116,18 @@ func (a *app) connect(ctx context.Context) error {
 	}
 	a.st = store.New(a.rdb, prefix).WithKeys(keys)
 	a.prod = producer.New(a.rdb, prefix, asynq.Queue(a.queueName()))
+	shards := a.shards
+	if shards == 0 {
+		if v := a.getenv("WIDGETQ_SHARDS"); v != "" {
+			if shards, err = strconv.Atoi(v); err != nil || shards < 1 {
+				return &usageError{fmt.Errorf("WIDGETQ_SHARDS: want a positive integer, got %q", v)}
+			}
+		}
+	}
+	if shards < 0 {
+		return usagef("--shards: want a positive integer, got %d", shards)
+	}
+	a.prod.Shard(a.queueName(), shards)
 	if keys.Enabled() {
 		key, _ := seal.ParseKey(a.getenv("WIDGETQ_SECRET_KEY"))
 		if err := a.prod.SealSettings(key); err != nil {
@@ -192,7 +206,8 @@ func newRoot(a *app) *cobra.Command {
 It reads REDIS_URL as worker does (redis://, rediss://, redis-sentinel://,
 or a comma-separated list of cluster nodes); unset, it uses the embedded
 Redis that worker serves on 127.0.0.1:6380. WIDGETQ_PREFIX and
-WIDGETQ_QUEUE set the key prefix and the queue. WIDGETQ_SECRET_KEY (and,
+WIDGETQ_QUEUE set the key prefix and the queue (WIDGETQ_SHARDS splits it by
+account, as worker -shards does). WIDGETQ_SECRET_KEY (and,
 during a rotation, WIDGETQ_SECRET_KEY_PREVIOUS) seal tokens and settings as
 worker does; WIDGETQ_API_TOKEN is the bearer token of serve;
 KOMMO_ACCESS_TOKEN and KOMMO_REFRESH_TOKEN feed accounts add.
@@ -204,6 +219,7 @@ Exit codes: 0 success, 1 failure (or rejected lines), 2 usage error.`,
 	root.PersistentFlags().StringVar(&a.redisURL, "redis-url", "", "Redis URL (default $REDIS_URL, else the embedded 127.0.0.1:6380)")
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", "", "prefix of widgetq's Redis keys (default $WIDGETQ_PREFIX, else widgetq)")
 	root.PersistentFlags().StringVar(&a.queue, "queue", "", "queue for new tasks (default $WIDGETQ_QUEUE, else widgets)")
+	root.PersistentFlags().IntVar(&a.shards, "shards", 0, "split the queue into this many, by account, as workers started with -shards do (default $WIDGETQ_SHARDS, else 1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newAccountsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newReplayCmd(a), newSecretsCmd(a), newServeCmd(a))
 	root.CompletionOptions.DisableDefaultCmd = true

@@ -123,6 +123,7 @@ var settings = []envFlag{
 	{"rate-per-account", "WIDGETQ_RATE_PER_ACCOUNT", "7", "requests per second to one account, over all workers (Kommo's limit is 7)"},
 	{"rate-global", "WIDGETQ_RATE_GLOBAL", "0", "requests per second over all accounts and workers (0: no cap)"},
 	{"queues", "WIDGETQ_QUEUES", tasks.DefaultQueue, "queues to serve, with priorities: name[:weight],…"},
+	{"shards", "WIDGETQ_SHARDS", "1", "each queue is split by account into this many (name-0…name-N-1), as producers were told; all are served"},
 	{"shutdown-timeout", "WIDGETQ_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long running tasks may finish before they go back to the queue"},
 	{"request-timeout", "WIDGETQ_REQUEST_TIMEOUT", "30s", "bound on each request to Kommo"},
 	{"retry-base", "WIDGETQ_RETRY_BASE", "2s", "first retry delay after a retryable failure (exponential, with jitter)"},
@@ -246,6 +247,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	var qerr error
 	if c.queues, qerr = parseQueues(v); qerr != nil {
 		err = errors.Join(err, usagef("%s: %v", src, qerr))
+	}
+	if shards := intVal("shards", 1); shards > 1 {
+		sharded := map[string]int{}
+		for q, w := range c.queues {
+			for _, s := range tasks.ShardQueues(q, shards) {
+				sharded[s] = w
+			}
+		}
+		c.queues = sharded
 	}
 	if v, src := get("log-format"); v != "text" && v != "json" {
 		err = errors.Join(err, usagef("%s: want text or json, got %q", src, v))

@@ -45,7 +45,7 @@ func Build(pkg, dir string) (string, error) {
 // Fleet is a sandbox, a Redis, and the processes serving one queue.
 type Fleet struct {
 	URL    string // Redis, for the processes
-	Client *redis.Client
+	Client redis.UniversalClient
 	Prefix string
 	Queue  string
 	SB     *sandbox.Server
@@ -58,7 +58,7 @@ type Fleet struct {
 
 // New builds a fleet on the test's Redis (redistest.New) or, with url and
 // client set, on that server.
-func New(t testing.TB, cfg sandbox.Config, url string, client *redis.Client) *Fleet {
+func New(t testing.TB, cfg sandbox.Config, url string, client redis.UniversalClient) *Fleet {
 	t.Helper()
 	if client == nil {
 		r := redistest.New(t)
@@ -327,4 +327,95 @@ func (s *Server) Stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// Cluster is a Redis Cluster of the test's own: n masters on loopback
+// ports, no replicas.
+type Cluster struct {
+	// URL lists the nodes as REDIS_URL takes them.
+	URL    string
+	Client *redis.ClusterClient
+	Addrs  []string
+}
+
+// StartCluster starts n redis-servers in cluster mode, joins them with
+// redis-cli --cluster create, and waits until every node says the cluster
+// is ok. They stop with the test.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is not installed: this test runs a Redis Cluster of its own (apt-get install redis-server; .ci/run does)", bin)
+		}
+	}
+	c := &Cluster{}
+	var urls []string
+	for range n {
+		port := FreePort(t)
+		dir := t.TempDir()
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--save", "", "--appendonly", "no", "--dir", dir,
+			"--logfile", filepath.Join(dir, "redis.log"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+		c.Addrs = append(c.Addrs, addr)
+		urls = append(urls, "redis://"+addr)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, a := range c.Addrs {
+		one := redis.NewClient(&redis.Options{Addr: a})
+		for one.Ping(context.Background()).Err() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node %s does not answer", a)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		one.Close()
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	if out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, a := range c.Addrs {
+		one := redis.NewClient(&redis.Options{Addr: a})
+		for {
+			info, _ := one.ClusterInfo(context.Background()).Result()
+			if strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node %s: %s", a, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		one.Close()
+	}
+	c.URL = strings.Join(urls, ",")
+	c.Client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Protocol: 2})
+	t.Cleanup(func() { c.Client.Close() })
+	return c
+}
+
+// NodeOf returns the address of the node serving key.
+func (c *Cluster) NodeOf(t testing.TB, key string) string {
+	t.Helper()
+	ctx := context.Background()
+	slot, err := c.Client.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, err := c.Client.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
+			return s.Nodes[0].Addr
+		}
+	}
+	t.Fatalf("no node serves slot %d", slot)
+	return ""
 }
