@@ -71,6 +71,8 @@ type bench struct {
 	procs    []*exec.Cmd
 	mu       sync.Mutex
 	seq      int
+	// shards splits each scenario's queue by account (the cluster run).
+	shards int
 }
 
 func run(ctx context.Context, args []string) error {
@@ -118,6 +120,7 @@ func run(ctx context.Context, args []string) error {
 		{"onboard_limit_ratio", b.onboard},
 		{"bulk", b.bulk},
 		{"worker_peak_rss_mib", b.workerRSS},
+		{"cluster_vs_single", b.cluster},
 	}
 	want := map[string]bool{}
 	for _, n := range strings.Split(*only, ",") {
@@ -304,6 +307,7 @@ func (b *bench) ns(name string) *nsp {
 	prefix := fmt.Sprintf("bench-%s-%d", name, time.Now().UnixNano())
 	n := &nsp{prefix: prefix, queue: "q-" + prefix, st: store.New(b.rdb, prefix)}
 	n.prod = producer.New(b.rdb, prefix, asynq.Queue(n.queue))
+	n.prod.Shard(n.queue, b.shards)
 	return n
 }
 
@@ -311,7 +315,9 @@ func (b *bench) cleanup(n *nsp) {
 	ctx := context.Background()
 	n.prod.Close()
 	insp := asynq.NewInspectorFromRedisClient(b.rdb)
-	_ = insp.DeleteQueue(n.queue, true)
+	for _, q := range tasks.ShardQueues(n.queue, b.shards) {
+		_ = insp.DeleteQueue(q, true)
+	}
 	var cursor uint64
 	for {
 		keys, next, err := b.rdb.Scan(ctx, cursor, "{"+n.prefix+"}:*", 5000).Result()
@@ -423,7 +429,8 @@ func (b *bench) waitFinal(ctx context.Context, n *nsp, want int, within time.Dur
 func (b *bench) workerEnv(n *nsp) []string {
 	return []string{"REDIS_URL=" + b.redisURL, "WIDGETQ_PREFIX=" + n.prefix, "WIDGETQ_QUEUES=" + n.queue,
 		"KOMMO_CLIENT_ID=" + sandbox.DefaultClientID, "KOMMO_CLIENT_SECRET=" + sandbox.DefaultClientSecret,
-		"WIDGETQ_LOG_LEVEL=warn", "WIDGETQ_RETRY_BASE=500ms", "WIDGETQ_RETRY_CAP=5s", "WIDGETQ_ADMIN_ADDR=127.0.0.1:0"}
+		"WIDGETQ_LOG_LEVEL=warn", "WIDGETQ_RETRY_BASE=500ms", "WIDGETQ_RETRY_CAP=5s", "WIDGETQ_ADMIN_ADDR=127.0.0.1:0",
+		"WIDGETQ_SHARDS=" + strconv.Itoa(max(b.shards, 1))}
 }
 
 // waitStarted waits for a worker process's queue to be served: asynq

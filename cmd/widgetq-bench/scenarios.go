@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/rediscluster"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
@@ -431,4 +432,49 @@ func median(fs []float64) float64 {
 		}
 	}
 	return s[len(s)/2]
+}
+
+// cluster: one batch through one Redis, then the same through a 3-node
+// Redis Cluster (started here, on loopback ports) with the queue split in
+// 6 shards; two worker processes each time. Its value is the Cluster's
+// installs/s ÷ one Redis's: on one machine the nodes share its cores, so
+// this measures what the Cluster costs, not what it scales to.
+func (b *bench) cluster(ctx context.Context) (Scenario, error) {
+	sc := Scenario{Name: "cluster_vs_single", Target: 0.7, Unit: "ratio"}
+	spec := runSpec{name: "single", accounts: b.pick(600, 3000), codes: []string{"amo_asterisk"}, settings: seedSettings,
+		sandbox: []string{"-rate", "-1", "-block-after", "-1"}, workers: 2,
+		args: []string{"-concurrency", "50", "-rate-per-account", "100000"}, enqueueFirst: true}
+	single, err := b.installs(ctx, spec)
+	if err != nil {
+		return sc, err
+	}
+	b.stopAll()
+	dir, err := os.MkdirTemp("", "widgetq-bench-cluster")
+	if err != nil {
+		return sc, err
+	}
+	defer os.RemoveAll(dir)
+	rc, err := rediscluster.Start(3, dir, 30*time.Second)
+	if err != nil {
+		return sc, err
+	}
+	defer rc.Stop()
+	cc := rc.Client()
+	defer cc.Close()
+	rdb, url, shards := b.rdb, b.redisURL, b.shards
+	b.rdb, b.redisURL, b.shards = cc, rc.URL, 6
+	defer func() { b.rdb, b.redisURL, b.shards = rdb, url, shards }()
+	spec.name = "cluster"
+	clustered, err := b.installs(ctx, spec)
+	if err != nil {
+		return sc, err
+	}
+	sRate := float64(single.counts[store.StatusInstalled]) / single.dur.Seconds()
+	cRate := float64(clustered.counts[store.StatusInstalled]) / clustered.dur.Seconds()
+	sc.Value = cRate / sRate
+	sc.OK = sc.Value >= sc.Target && single.counts[store.StatusInstalled] == int64(single.total) &&
+		clustered.counts[store.StatusInstalled] == int64(clustered.total) && single.c.Total.RateLimited == 0 && clustered.c.Total.RateLimited == 0
+	sc.Detail = map[string]any{"installs": single.total, "single_installs_per_s": round(sRate), "cluster_installs_per_s": round(cRate),
+		"cluster_nodes": 3, "shards": 6, "workers": 2}
+	return sc, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/rediscluster"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/producer"
@@ -338,63 +339,16 @@ type Cluster struct {
 	Addrs  []string
 }
 
-// StartCluster starts n redis-servers in cluster mode, joins them with
-// redis-cli --cluster create, and waits until every node says the cluster
-// is ok. They stop with the test.
+// StartCluster starts n nodes (internal/rediscluster) and stops them with
+// the test.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	for _, bin := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s is not installed: this test runs a Redis Cluster of its own (apt-get install redis-server; .ci/run does)", bin)
-		}
+	rc, err := rediscluster.Start(n, t.TempDir(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := &Cluster{}
-	var urls []string
-	for range n {
-		port := FreePort(t)
-		dir := t.TempDir()
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--save", "", "--appendonly", "no", "--dir", dir,
-			"--logfile", filepath.Join(dir, "redis.log"))
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-		c.Addrs = append(c.Addrs, addr)
-		urls = append(urls, "redis://"+addr)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for _, a := range c.Addrs {
-		one := redis.NewClient(&redis.Options{Addr: a})
-		for one.Ping(context.Background()).Err() != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster node %s does not answer", a)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		one.Close()
-	}
-	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	if out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	for _, a := range c.Addrs {
-		one := redis.NewClient(&redis.Options{Addr: a})
-		for {
-			info, _ := one.ClusterInfo(context.Background()).Result()
-			if strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster node %s: %s", a, info)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		one.Close()
-	}
-	c.URL = strings.Join(urls, ",")
-	c.Client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Protocol: 2})
+	t.Cleanup(rc.Stop)
+	c := &Cluster{URL: rc.URL, Addrs: rc.Addrs, Client: rc.Client()}
 	t.Cleanup(func() { c.Client.Close() })
 	return c
 }
