@@ -312,20 +312,31 @@ func (b *bench) ns(name string) *nsp {
 }
 
 func (b *bench) cleanup(n *nsp) {
-	ctx := context.Background()
 	n.prod.Close()
-	insp := asynq.NewInspectorFromRedisClient(b.rdb)
 	for _, q := range tasks.ShardQueues(n.queue, b.shards) {
-		_ = insp.DeleteQueue(q, true)
+		b.dropQueue(q)
 	}
+	b.unlink("{" + n.prefix + "}:*")
+}
+
+// dropQueue deletes a queue and every key of it: asynq's DeleteQueue
+// leaves completed tasks' keys behind, 10,000 a scenario.
+func (b *bench) dropQueue(q string) {
+	_ = asynq.NewInspectorFromRedisClient(b.rdb).DeleteQueue(q, true)
+	b.unlink("asynq:{" + q + "}:*")
+}
+
+// unlink deletes the keys matching pattern.
+func (b *bench) unlink(pattern string) {
+	ctx := context.Background()
 	var cursor uint64
 	for {
-		keys, next, err := b.rdb.Scan(ctx, cursor, "{"+n.prefix+"}:*", 5000).Result()
+		keys, next, err := b.rdb.Scan(ctx, cursor, pattern, 5000).Result()
 		if err != nil {
 			return
 		}
-		if len(keys) > 0 {
-			b.rdb.Unlink(ctx, keys...)
+		for _, k := range keys {
+			b.rdb.Unlink(ctx, k) // one by one: on a Cluster the keys are in many slots
 		}
 		if next == 0 {
 			return
