@@ -2,13 +2,19 @@ package faults
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -58,4 +64,52 @@ func TestRedisClusterWithShardedQueues(t *testing.T) {
 		t.Fatalf("account 7's result: %+v %v", r, err)
 	}
 	t.Logf("%d installs over %d shards on %d nodes", n, shards, len(nodes))
+}
+
+// TestRedisSentinel runs a batch through a Sentinel-managed Redis: the
+// workers and the producer find the master by asking a sentinel.
+func TestRedisSentinel(t *testing.T) {
+	t.Parallel()
+	const n = 50
+	master := fleettest.NewServer(t, fleettest.FreePort(t))
+	master.Start(t)
+	sport := fleettest.FreePort(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor widgetq 127.0.0.1 %d 1\nsentinel down-after-milliseconds widgetq 5000\n", sport, dir, master.Port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := fleettest.Run(t, "redis-server", nil, conf, "--sentinel")
+	url := fmt.Sprintf("redis-sentinel://127.0.0.1:%d?master=widgetq", sport)
+	conn, err := redisconn.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := conn.Client()
+	t.Cleanup(func() { rdb.Close() })
+	deadline := time.Now().Add(30 * time.Second)
+	for rdb.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no master through the sentinel:\n%s", s.Out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f := fleettest.New(t, sandbox.Config{}, url, rdb)
+	f.AddAccounts(t, 1, n)
+	w := f.StartWorker(t, workerBin)
+	if !strings.Contains(w.Out.String(), "redis-sentinel://127.0.0.1:") {
+		t.Fatalf("the worker does not say it uses the sentinel:\n%s", w.Out.String())
+	}
+	for id := int64(1); id <= n; id++ {
+		f.Install(t, id, sandbox.WidgetAsterisk, seed)
+	}
+	if counts := f.WaitAllFinal(t, n, time.Minute); counts[store.StatusInstalled] != n {
+		t.Fatalf("by status %v", counts)
+	}
+	// Everything went to the master the sentinel named.
+	direct := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer direct.Close()
+	if k, _ := direct.Exists(context.Background(), "asynq:{"+f.Queue+"}:completed").Result(); k != 1 {
+		t.Fatal("the tasks are not on the master")
+	}
 }
