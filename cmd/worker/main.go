@@ -36,6 +36,7 @@ import (
 	"github.com/widgetq/widgetq/internal/metrics"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
+	"github.com/widgetq/widgetq/internal/replay"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
@@ -133,7 +134,7 @@ var settings = []envFlag{
 	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
 	{"admin-addr", "WIDGETQ_ADMIN_ADDR", "127.0.0.1:9090", "serve /healthz, /readyz and /metrics here (empty: off); beyond loopback WIDGETQ_ADMIN_TOKEN is required"},
-	{"admin-ui-writable", "WIDGETQ_ADMIN_UI_WRITABLE", "false", "let the console at /ui delete, run and archive tasks (default: view only)"},
+	{"admin-ui-writable", "WIDGETQ_ADMIN_UI_WRITABLE", "false", "let the console delete, run and archive tasks (/ui) and replay failures (/results) (default: view only)"},
 	{"debug-addr", "WIDGETQ_DEBUG_ADDR", "", "serve Go's pprof profiles at this loopback address (e.g. 127.0.0.1:6060); empty: off"},
 }
 
@@ -392,13 +393,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if c.adminAddr != "" {
 		ui := console.UI("/ui", conn.Opt, c.uiWritable)
+		results := &console.Results{Store: st, Prefix: "/results"}
+		if c.uiWritable {
+			results.Replayer = &replay.Replayer{RDB: rdb, Store: st}
+		}
 		defer ui.Close()
 		addr, err := admin.Serve(ctx, c.adminAddr, admin.Handler(admin.Config{Token: c.adminToken, Metrics: m, Ready: func(ctx context.Context) error {
 			if !serving.Load() {
 				return errors.New("not serving tasks (starting or stopping)")
 			}
 			return conn.Ping(ctx, rdb)
-		}, Extra: map[string]http.Handler{"/ui/": ui, "GET /results": &console.Results{Store: st, Prefix: "/results"}}}))
+		}, Extra: map[string]http.Handler{"/ui/": ui, "GET /results": results, "POST /results/replay": http.HandlerFunc(results.Replay)}}))
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,7 @@
 // servers) under /ui, with payload and result formatters that show no
 // secret, read-only unless allowed; and a server-rendered results page
 // under /results that filters by account, widget, status and error class
-// and says how to replay what failed.
+// and replays what failed (a button when writable, else the command).
 package console
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 
+	"github.com/widgetq/widgetq/internal/replay"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -91,6 +93,51 @@ type Results struct {
 	Store *store.Store
 	// Prefix is the console's path prefix (e.g. "/results").
 	Prefix string
+	// Replayer, when set (a writable console), puts a replay button on
+	// each failure; without it the page shows the command instead.
+	Replayer *replay.Replayer
+}
+
+// Replay replays one failed result: POST {Prefix}/replay with account and
+// widget, then back to the page filtered on the account. A request from
+// another origin is refused (a form on another site must not replay).
+func (h *Results) Replay(w http.ResponseWriter, r *http.Request) {
+	if h.Replayer == nil {
+		http.Error(w, "the console is view-only (worker -admin-ui-writable allows replays)", http.StatusForbidden)
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
+		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+		return
+	}
+	id, err := strconv.ParseInt(r.FormValue("account"), 10, 64)
+	code := r.FormValue("widget")
+	if err != nil || id <= 0 || code == "" {
+		http.Error(w, "account and widget: required", http.StatusBadRequest)
+		return
+	}
+	res, err := h.Store.Result(r.Context(), id, code)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("account %d widget %s: %v", id, code, err), http.StatusNotFound)
+		return
+	}
+	msg := ""
+	if res.Status != store.StatusFailed {
+		msg = fmt.Sprintf("not replayed: account %d widget %s is %s", id, code, res.Status)
+	} else {
+		d, err := h.Replayer.One(r.Context(), *res, nil, false)
+		switch {
+		case err != nil:
+			msg = "replay failed: " + err.Error()
+		case d.Outcome == replay.Lost:
+			msg = fmt.Sprintf("cannot replay %s: the archived task is gone; enqueue it again", d.TaskID)
+		case d.Outcome == replay.Skipped:
+			msg = fmt.Sprintf("skipped %s: already %s", d.TaskID, d.State)
+		default:
+			msg = fmt.Sprintf("replayed %s", d.TaskID)
+		}
+	}
+	http.Redirect(w, r, fmt.Sprintf("%s?account=%d&msg=%s", h.Prefix, id, url.QueryEscape(msg)), http.StatusSeeOther)
 }
 
 type row struct {
@@ -111,6 +158,7 @@ form{margin-bottom:1em}input,select{margin-right:.5em}code{background:#f4f4f4;pa
 </style></head><body>
 <h1>widgetq results</h1>
 <p><a href="{{.UI}}">Queues and tasks</a></p>
+{{if .Msg}}<p><b>{{.Msg}}</b></p>{{end}}
 <form method="get" action="{{.Self}}">
 <label>account <input name="account" value="{{.Q.Account}}" size="10"></label>
 <label>widget <input name="widget" value="{{.Q.Widget}}" size="16"></label>
@@ -122,7 +170,7 @@ form{margin-bottom:1em}input,select{margin-right:.5em}code{background:#f4f4f4;pa
 {{if .Err}}<p class="failed">{{.Err}}</p>{{end}}
 <p>{{len .Rows}} shown{{if .More}} (the first {{len .Rows}}; narrow the filter){{end}}.{{if .ReplayAll}} Replay these failures: <code>{{.ReplayAll}}</code>{{end}}</p>
 <table><thead><tr><th>account</th><th>widget</th><th>op</th><th>status</th><th>attempts</th><th>class</th><th>detail</th><th>updated (UTC)</th><th>replay</th></tr></thead><tbody>
-{{range .Rows}}<tr><td>{{.AccountID}}</td><td>{{.WidgetCode}}</td><td>{{.Operation}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{.Attempts}}</td><td>{{.Class}}</td><td>{{.Detail}}</td><td>{{time .Result}}</td><td>{{if .Replay}}<code>{{.Replay}}</code>{{end}}</td></tr>
+{{range .Rows}}<tr><td>{{.AccountID}}</td><td>{{.WidgetCode}}</td><td>{{.Operation}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{.Attempts}}</td><td>{{.Class}}</td><td>{{.Detail}}</td><td>{{time .Result}}</td><td>{{if .Replay}}{{if $.Writable}}<form method="post" action="{{$.Self}}/replay"><input type="hidden" name="account" value="{{.AccountID}}"><input type="hidden" name="widget" value="{{.WidgetCode}}"><button>replay</button></form>{{else}}<code>{{.Replay}}</code>{{end}}{{end}}</td></tr>
 {{else}}<tr><td colspan="9">no results</td></tr>{{end}}
 </tbody></table></body></html>
 `))
@@ -147,7 +195,9 @@ func (h *Results) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		More      bool
 		Err       string
 		ReplayAll string
-	}{Q: q, Self: h.Prefix, UI: "/ui/", Statuses: store.Statuses}
+		Msg       string
+		Writable  bool
+	}{Q: q, Self: h.Prefix, UI: "/ui/", Statuses: store.Statuses, Msg: r.FormValue("msg"), Writable: h.Replayer != nil}
 	ctx := r.Context()
 	if counts, err := h.Store.CountByStatus(ctx); err == nil {
 		for _, s := range store.Statuses {

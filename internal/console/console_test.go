@@ -1,9 +1,19 @@
 package console
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/widgetq/widgetq/internal/redistest"
+	"github.com/widgetq/widgetq/internal/replay"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -28,5 +38,83 @@ func TestFormatPayloadHidesEverySettingValue(t *testing.T) {
 	}
 	if out := FormatPayload("email:send", []byte(`{"to":"x@y"}`)); strings.Contains(out, "x@y") {
 		t.Fatalf("another program's task: %s", out)
+	}
+}
+
+func TestResultsPageReplaysWhenWritable(t *testing.T) {
+	r := redistest.New(t)
+	prefix := redistest.Unique(t)
+	queue := "q-" + prefix
+	st := store.New(r.Client, prefix)
+	prod := producer.New(r.Client, prefix, asynq.Queue(queue))
+	defer prod.Close()
+	ctx := context.Background()
+	if _, err := prod.Install(ctx, tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: "w", Settings: []byte(`{"password":"PW_X"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	// The task fails for good: archived, its result failed.
+	srv := asynq.NewServer(r.Opt(), asynq.Config{Concurrency: 1, Queues: map[string]int{queue: 1}, LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeInstallWidget, func(context.Context, *asynq.Task) error { return asynq.SkipRetry })
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.Client)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if qi, err := insp.GetQueueInfo(queue); err == nil && qi.Archived == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not archived")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Shutdown()
+	res, _ := st.Result(ctx, 1, "w")
+	res.Status, res.LastError = store.StatusFailed, &store.ErrorInfo{Class: "server", Detail: "503", At: time.Now()}
+	if err := st.Record(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+
+	view := &Results{Store: st, Prefix: "/results"}
+	rec := httptest.NewRecorder()
+	view.ServeHTTP(rec, httptest.NewRequest("GET", "/results", nil))
+	if !strings.Contains(rec.Body.String(), "enqueue replay --account 1 --widget w") || strings.Contains(rec.Body.String(), "<button>replay</button>") {
+		t.Fatalf("view-only page: %s", rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	view.Replay(rec, httptest.NewRequest("POST", "/results/replay?account=1&widget=w", nil))
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("view-only replay: %d", rec.Code)
+	}
+
+	h := &Results{Store: st, Prefix: "/results", Replayer: &replay.Replayer{RDB: r.Client, Store: st}}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/results", nil))
+	if !strings.Contains(rec.Body.String(), "<button>replay</button>") || strings.Contains(rec.Body.String(), "PW_X") {
+		t.Fatalf("writable page: %s", rec.Body.String())
+	}
+	req := httptest.NewRequest("POST", "/results/replay", strings.NewReader("account=1&widget=w"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	rec = httptest.NewRecorder()
+	h.Replay(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("cross-origin replay: %d", rec.Code)
+	}
+	req = httptest.NewRequest("POST", "/results/replay", strings.NewReader("account=1&widget=w"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://"+req.Host)
+	rec = httptest.NewRecorder()
+	h.Replay(rec, req)
+	if rec.Code != http.StatusSeeOther || !strings.Contains(rec.Header().Get("Location"), "replayed") {
+		t.Fatalf("replay: %d %v", rec.Code, rec.Header())
+	}
+	if got, _ := st.Result(ctx, 1, "w"); got.Status != store.StatusQueued {
+		t.Fatalf("after replay: %s", got.Status)
+	}
+	if qi, _ := insp.GetQueueInfo(queue); qi.Pending != 1 || qi.Archived != 0 {
+		t.Fatalf("queue after replay: %+v", qi)
 	}
 }
