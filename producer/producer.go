@@ -64,38 +64,68 @@ type BatchOptions struct {
 // order given. Account checks and queued marks take one round trip per
 // batch; each enqueue is one.
 func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidgetPayload, bo BatchOptions) []Result {
-	out := make([]Result, len(payloads))
-	built := make([]*asynq.Task, len(payloads))
+	items := make([]item, len(payloads))
 	opts := append(append([]asynq.Option(nil), p.opts...), bo.Options...)
-	var ids []int64
 	for i := range payloads {
 		pl := &payloads[i]
 		if pl.EnqueueID == "" {
 			pl.EnqueueID = tasks.NewEnqueueID()
 		}
-		t, err := tasks.NewInstallWidgetTask(p.sealed(*pl), p.forAccount(opts, pl.AccountID)...)
-		if err != nil {
-			out[i] = Result{Outcome: Invalid, Err: err}
+		items[i] = item{account: pl.AccountID, code: pl.WidgetCode, enqueueID: pl.EnqueueID}
+		items[i].task, items[i].err = tasks.NewInstallWidgetTask(p.sealed(*pl), p.forAccount(opts, pl.AccountID)...)
+	}
+	return p.many(ctx, "install", items, bo)
+}
+
+// UninstallMany enqueues many uninstalls, as InstallMany does installs.
+func (p *Producer) UninstallMany(ctx context.Context, payloads []tasks.UninstallWidgetPayload, bo BatchOptions) []Result {
+	items := make([]item, len(payloads))
+	opts := append(append([]asynq.Option(nil), p.opts...), bo.Options...)
+	for i := range payloads {
+		pl := &payloads[i]
+		if pl.EnqueueID == "" {
+			pl.EnqueueID = tasks.NewEnqueueID()
+		}
+		items[i] = item{account: pl.AccountID, code: pl.WidgetCode, enqueueID: pl.EnqueueID}
+		items[i].task, items[i].err = tasks.NewUninstallWidgetTask(*pl, p.forAccount(opts, pl.AccountID)...)
+	}
+	return p.many(ctx, "uninstall", items, bo)
+}
+
+// item is one task of a batch, built or refused.
+type item struct {
+	account         int64
+	code, enqueueID string
+	task            *asynq.Task
+	err             error
+}
+
+func (p *Producer) many(ctx context.Context, op string, items []item, bo BatchOptions) []Result {
+	out := make([]Result, len(items))
+	var ids []int64
+	for i, it := range items {
+		if it.err != nil {
+			out[i] = Result{Outcome: Invalid, Err: it.err}
+			items[i].task = nil
 			continue
 		}
-		built[i] = t
-		ids = append(ids, pl.AccountID)
+		ids = append(ids, it.account)
 	}
 	if bo.RequireAccounts && len(ids) > 0 {
 		exist, err := p.st.AccountsExist(ctx, ids)
 		if err != nil {
 			for i := range out {
-				if built[i] != nil {
+				if items[i].task != nil {
 					out[i] = Result{Err: err}
-					built[i] = nil
+					items[i].task = nil
 				}
 			}
 			return out
 		}
-		for i, pl := range payloads {
-			if built[i] != nil && !exist[pl.AccountID] {
-				out[i] = Result{Outcome: Invalid, Err: fmt.Errorf("account %d: %w", pl.AccountID, ErrNoCredentials)}
-				built[i] = nil
+		for i, it := range items {
+			if it.task != nil && !exist[it.account] {
+				out[i] = Result{Outcome: Invalid, Err: fmt.Errorf("account %d: %w", it.account, ErrNoCredentials)}
+				items[i].task = nil
 			}
 		}
 	}
@@ -105,14 +135,16 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 	// its result would then never be marked queued.
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	infos := make([]*asynq.TaskInfo, len(payloads))
+	infos := make([]*asynq.TaskInfo, len(items))
 	var wg sync.WaitGroup
-	for i, t := range built {
-		if t == nil {
+	for i, it := range items {
+		if it.task == nil {
 			continue
 		}
-		pl := payloads[i]
-		id := tasks.InstallTaskID(pl.AccountID, pl.WidgetCode)
+		id := tasks.InstallTaskID(it.account, it.code)
+		if op == "uninstall" {
+			id = tasks.UninstallTaskID(it.account, it.code)
+		}
 		if bo.DryRun {
 			out[i] = Result{Outcome: Queued, TaskID: id}
 			continue
@@ -120,12 +152,12 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			info, err := p.client.EnqueueContext(ectx, t)
+			info, err := p.client.EnqueueContext(ectx, it.task)
 			switch {
 			case errors.Is(err, asynq.ErrTaskIDConflict):
 				out[i] = Result{Outcome: AlreadyQueued, TaskID: id}
 			case err != nil:
-				out[i] = Result{Err: fmt.Errorf("enqueue install of widget %s for account %d: %w", pl.WidgetCode, pl.AccountID, err)}
+				out[i] = Result{Err: fmt.Errorf("enqueue %s of widget %s for account %d: %w", op, it.code, it.account, err)}
 			default:
 				out[i] = Result{Outcome: Queued, TaskID: info.ID}
 				infos[i] = info
@@ -136,8 +168,8 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 	var marks []store.Queued
 	for i, info := range infos {
 		if info != nil {
-			pl := payloads[i]
-			marks = append(marks, store.Queued{Op: "install", Queue: info.Queue, AccountID: pl.AccountID, Code: pl.WidgetCode, TaskID: info.ID, EnqueueID: pl.EnqueueID})
+			it := items[i]
+			marks = append(marks, store.Queued{Op: op, Queue: info.Queue, AccountID: it.account, Code: it.code, TaskID: info.ID, EnqueueID: it.enqueueID})
 		}
 	}
 	// What is queued gets marked even if the caller gives up now: an

@@ -218,6 +218,8 @@ func (s *Server) uninstalls(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := make([]ItemResult, len(items))
+	var payloads []tasks.UninstallWidgetPayload
+	var at []int
 	for i, it := range items {
 		res[i].Index = i
 		var in struct {
@@ -241,8 +243,13 @@ func (s *Server) uninstalls(w http.ResponseWriter, r *http.Request) {
 			res[i].Outcome, res[i].Error = "invalid", err.Error()
 			continue
 		}
-		out, err := s.Prod.Uninstall(r.Context(), p)
-		res[i] = s.itemResult(i, producer.Result{Outcome: out, TaskID: tasks.UninstallTaskID(p.AccountID, p.WidgetCode), Err: err})
+		payloads = append(payloads, p)
+		at = append(at, i)
+	}
+	if len(payloads) > 0 {
+		for j, out := range s.Prod.UninstallMany(r.Context(), payloads, producer.BatchOptions{RequireAccounts: true}) {
+			res[at[j]] = s.itemResult(at[j], out)
+		}
 	}
 	s.answer(w, many, res)
 }
