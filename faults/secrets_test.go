@@ -18,37 +18,18 @@ import (
 
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/store"
 )
 
-// dumpRedis returns every key and value of a Redis (hashes, strings,
-// lists, sets, sorted sets), one line each.
+// dumpRedis returns every key and value of a Redis, one line each.
 func dumpRedis(t *testing.T, c redis.UniversalClient) (string, int) {
 	t.Helper()
-	ctx := context.Background()
 	var b strings.Builder
-	n := 0
-	iter := c.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		n++
-		b.WriteString(k + "\n")
-		switch c.Type(ctx, k).Val() {
-		case "string":
-			b.WriteString(c.Get(ctx, k).Val() + "\n")
-		case "hash":
-			for f, v := range c.HGetAll(ctx, k).Val() {
-				b.WriteString(f + "=" + v + "\n")
-			}
-		case "list":
-			b.WriteString(strings.Join(c.LRange(ctx, k, 0, -1).Val(), "\n") + "\n")
-		case "set":
-			b.WriteString(strings.Join(c.SMembers(ctx, k).Val(), "\n") + "\n")
-		case "zset":
-			b.WriteString(strings.Join(c.ZRange(ctx, k, 0, -1).Val(), "\n") + "\n")
-		}
-	}
-	if err := iter.Err(); err != nil {
+	n, err := redisconn.EachKey(context.Background(), c, func(k string, vals []string) {
+		b.WriteString(k + "\n" + strings.Join(vals, "\n") + "\n")
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return b.String(), n
@@ -61,7 +42,7 @@ func dumpRedis(t *testing.T, c redis.UniversalClient) (string, int) {
 func TestNoSecretLeavesInPlaintext(t *testing.T) {
 	t.Parallel()
 	const n = 40
-	srv, f := ownRedis(t, sandbox.Config{RatePerSecond: -1})
+	_, f := ownRedis(t, sandbox.Config{RatePerSecond: -1})
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
 	key := base64.StdEncoding.EncodeToString(raw)
@@ -173,5 +154,4 @@ func TestNoSecretLeavesInPlaintext(t *testing.T) {
 			t.Errorf("%s holds a secret (%.12s…) near: %q", name, m, text[max(0, i-80):i])
 		}
 	}
-	_ = srv
 }

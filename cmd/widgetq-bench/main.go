@@ -335,9 +335,14 @@ func (b *bench) unlink(pattern string) {
 		if err != nil {
 			return
 		}
-		for _, k := range keys {
-			b.rdb.Unlink(ctx, k) // one by one: on a Cluster the keys are in many slots
-		}
+		// One UNLINK a key, pipelined: on a Cluster the keys are in many
+		// slots, and go-redis splits the pipeline by node.
+		_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Unlink(ctx, k)
+			}
+			return nil
+		})
 		if next == 0 {
 			return
 		}

@@ -212,34 +212,15 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 // a match of secret (the demo's password, the sandbox's token shapes).
 func scanForPlaintext(ctx context.Context, rdb redis.UniversalClient, secret *regexp.Regexp) (int, []string, error) {
 	var found []string
-	n := 0
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		n++
-		var vals []string
-		switch rdb.Type(ctx, k).Val() {
-		case "string":
-			vals = []string{rdb.Get(ctx, k).Val()}
-		case "hash":
-			for f, v := range rdb.HGetAll(ctx, k).Val() {
-				vals = append(vals, f, v)
-			}
-		case "list":
-			vals = rdb.LRange(ctx, k, 0, -1).Val()
-		case "set":
-			vals = rdb.SMembers(ctx, k).Val()
-		case "zset":
-			vals = rdb.ZRange(ctx, k, 0, -1).Val()
-		}
+	n, err := redisconn.EachKey(ctx, rdb, func(k string, vals []string) {
 		for _, v := range vals {
 			if secret.MatchString(v) {
 				found = append(found, k)
-				break
+				return
 			}
 		}
-	}
-	return n, found, iter.Err()
+	})
+	return n, found, err
 }
 
 func progressLine(counts map[store.Status]int64, total int64, elapsed time.Duration) string {

@@ -8,6 +8,7 @@ package console
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -79,10 +80,7 @@ func FormatPayload(taskType string, payload []byte) string {
 // fieldOnly keeps the field a decoding error names, never the value.
 func fieldOnly(err error) string {
 	var fe *tasks.FieldError
-	if e, ok := err.(*tasks.FieldError); ok {
-		fe = e
-	}
-	if fe == nil {
+	if !errors.As(err, &fe) {
 		return "invalid"
 	}
 	return fe.Field + " is invalid"

@@ -225,6 +225,11 @@ func RunStdin(t testing.TB, bin string, env []string, stdin io.Reader, args ...s
 // Exited waits for the process to exit, at most within, and returns
 // whether it did and how.
 func (p *Proc) Exited(within time.Duration) (bool, error) {
+	select { // already gone: say so, whatever within is
+	case <-p.done:
+		return true, p.err
+	default:
+	}
 	select {
 	case <-p.done:
 		return true, p.err

@@ -177,12 +177,20 @@ func (s *Server) installs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.answer(w, many, batch(s, items, bulk.ParseJSONLine, func(p []tasks.InstallWidgetPayload) []producer.Result {
+		return s.Prod.InstallMany(r.Context(), p, producer.BatchOptions{RequireAccounts: true})
+	}))
+}
+
+// batch parses each item, sends the valid ones as one batch, and returns
+// one outcome per item, in order.
+func batch[P any](s *Server, items []json.RawMessage, parse func([]byte) (P, string), send func([]P) []producer.Result) []ItemResult {
 	res := make([]ItemResult, len(items))
-	var payloads []tasks.InstallWidgetPayload
+	var payloads []P
 	var at []int
 	for i, it := range items {
 		res[i].Index = i
-		p, reason := bulk.ParseJSONLine(it)
+		p, reason := parse(it)
 		if reason != "" {
 			res[i].Outcome, res[i].Error = "invalid", reason
 			continue
@@ -191,11 +199,11 @@ func (s *Server) installs(w http.ResponseWriter, r *http.Request) {
 		at = append(at, i)
 	}
 	if len(payloads) > 0 {
-		for j, out := range s.Prod.InstallMany(r.Context(), payloads, producer.BatchOptions{RequireAccounts: true}) {
+		for j, out := range send(payloads) {
 			res[at[j]] = s.itemResult(at[j], out)
 		}
 	}
-	s.answer(w, many, res)
+	return res
 }
 
 func (s *Server) itemResult(i int, out producer.Result) ItemResult {
@@ -217,41 +225,33 @@ func (s *Server) uninstalls(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res := make([]ItemResult, len(items))
-	var payloads []tasks.UninstallWidgetPayload
-	var at []int
-	for i, it := range items {
-		res[i].Index = i
-		var in struct {
-			AccountID  json.Number `json:"account_id"`
-			WidgetCode string      `json:"widget_code"`
-		}
-		dec := json.NewDecoder(bytes.NewReader(it))
-		dec.DisallowUnknownFields()
-		dec.UseNumber()
-		if err := dec.Decode(&in); err != nil {
-			res[i].Outcome, res[i].Error = "invalid", strings.TrimPrefix(err.Error(), "json: ")
-			continue
-		}
-		id, err := strconv.ParseInt(in.AccountID.String(), 10, 64)
-		if err != nil {
-			res[i].Outcome, res[i].Error = "invalid", fmt.Sprintf("account_id: want a positive integer, got %.30q", in.AccountID.String())
-			continue
-		}
-		p := tasks.UninstallWidgetPayload{AccountID: id, WidgetCode: in.WidgetCode}
-		if err := p.Validate(); err != nil {
-			res[i].Outcome, res[i].Error = "invalid", err.Error()
-			continue
-		}
-		payloads = append(payloads, p)
-		at = append(at, i)
+	s.answer(w, many, batch(s, items, parseUninstall, func(p []tasks.UninstallWidgetPayload) []producer.Result {
+		return s.Prod.UninstallMany(r.Context(), p, producer.BatchOptions{RequireAccounts: true})
+	}))
+}
+
+// parseUninstall reads {account_id, widget_code}, nothing else, or says
+// what is wrong, naming the field.
+func parseUninstall(item []byte) (tasks.UninstallWidgetPayload, string) {
+	var in struct {
+		AccountID  json.Number `json:"account_id"`
+		WidgetCode string      `json:"widget_code"`
 	}
-	if len(payloads) > 0 {
-		for j, out := range s.Prod.UninstallMany(r.Context(), payloads, producer.BatchOptions{RequireAccounts: true}) {
-			res[at[j]] = s.itemResult(at[j], out)
-		}
+	dec := json.NewDecoder(bytes.NewReader(item))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&in); err != nil {
+		return tasks.UninstallWidgetPayload{}, strings.TrimPrefix(err.Error(), "json: ")
 	}
-	s.answer(w, many, res)
+	id, err := strconv.ParseInt(in.AccountID.String(), 10, 64)
+	if err != nil {
+		return tasks.UninstallWidgetPayload{}, fmt.Sprintf("account_id: want a positive integer, got %.30q", in.AccountID.String())
+	}
+	p := tasks.UninstallWidgetPayload{AccountID: id, WidgetCode: in.WidgetCode}
+	if err := p.Validate(); err != nil {
+		return p, err.Error()
+	}
+	return p, ""
 }
 
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {

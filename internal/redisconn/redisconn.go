@@ -213,3 +213,33 @@ func (s slogLogger) Printf(ctx context.Context, format string, v ...any) {
 // LogTo sends go-redis's internal messages (failed dials, pool trouble)
 // to l for the process, as warnings, so they share the process's format.
 func LogTo(l *slog.Logger) { redis.SetLogger(slogLogger{l}) }
+
+// EachKey calls fn with every key of the server (of rdb's database) and
+// its values — a hash's fields and values, a list's, set's or sorted
+// set's members, a string — for scans that must see everything, such as
+// a search for plaintext secrets. It returns how many keys it read.
+func EachKey(ctx context.Context, rdb redis.UniversalClient, fn func(key string, vals []string)) (int, error) {
+	n := 0
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		n++
+		var vals []string
+		switch rdb.Type(ctx, k).Val() {
+		case "string":
+			vals = []string{rdb.Get(ctx, k).Val()}
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				vals = append(vals, f, v)
+			}
+		case "list":
+			vals = rdb.LRange(ctx, k, 0, -1).Val()
+		case "set":
+			vals = rdb.SMembers(ctx, k).Val()
+		case "zset":
+			vals = rdb.ZRange(ctx, k, 0, -1).Val()
+		}
+		fn(k, vals)
+	}
+	return n, iter.Err()
+}

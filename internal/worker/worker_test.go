@@ -112,6 +112,18 @@ func (e *env) install(t *testing.T, account int, code string, settings string) {
 	}
 }
 
+// installFillers enqueues n filler widgets into one account.
+func (e *env) installFillers(t *testing.T, account, n int) []key {
+	t.Helper()
+	var keys []key
+	for i := range n {
+		code := fmt.Sprintf("filler_%04d", i+1)
+		e.install(t, account, code, `{"note":"x"}`)
+		keys = append(keys, key{int64(account), code})
+	}
+	return keys
+}
+
 type key struct {
 	account int64
 	code    string
@@ -293,12 +305,7 @@ func TestA429PausesTheAccountBeforeItIsBlocked(t *testing.T) {
 	e := setup(t, sandbox.Config{Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(24, 500)...)})
 	e.addAccounts(t, 1, 1)
 	e.startWorker(t, worker.Config{RateLimitPause: 300 * time.Millisecond}, ratelimit.Config{PerAccount: 30}, 20)
-	var keys []key
-	for i := range 24 {
-		code := fmt.Sprintf("filler_%04d", i+1)
-		e.install(t, 1, code, `{"note":"x"}`)
-		keys = append(keys, key{1, code})
-	}
+	keys := e.installFillers(t, 1, 24)
 	res := e.waitFinal(t, keys, 90*time.Second)
 	for _, k := range keys {
 		if res[k].Status != store.StatusInstalled {
@@ -380,12 +387,7 @@ func TestDeferralsCostNoExtraRequest(t *testing.T) {
 	// 3 requests/s for the account and at most 100 ms of waiting in
 	// process: most tasks are deferred at least once.
 	e.startWorker(t, worker.Config{MaxWait: 100 * time.Millisecond}, ratelimit.Config{PerAccount: 3}, 6)
-	var keys []key
-	for i := range 6 {
-		code := fmt.Sprintf("filler_%04d", i+1)
-		e.install(t, 1, code, `{"note":"x"}`)
-		keys = append(keys, key{1, code})
-	}
+	keys := e.installFillers(t, 1, 6)
 	res := e.waitFinal(t, keys, 60*time.Second)
 	for _, k := range keys {
 		if res[k].Status != store.StatusInstalled || res[k].Attempts != 1 {
