@@ -142,11 +142,10 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	env := []string{"REDIS_URL=" + srv.URL, "WIDGETQ_PREFIX=nobody", "WIDGETQ_LOG_FORMAT=json", "WIDGETQ_ADMIN_ADDR=127.0.0.1:0"}
 
 	// enqueue fails fast, naming the address.
-	start := time.Now()
 	enq := fleettest.Run(t, enqueueBin, env, "status")
-	exited, err := enq.Exited(20 * time.Second)
+	exited, err := enq.Exited(time.Minute)
 	if !exited || err == nil || !strings.Contains(enq.Out.String(), srv.Addr) || !strings.Contains(enq.Out.String(), "does not answer") {
-		t.Fatalf("enqueue without Redis: exited %v (%v) after %v:\n%s", exited, err, time.Since(start), enq.Out.String())
+		t.Fatalf("enqueue without Redis: exited %v (%v):\n%s", exited, err, enq.Out.String())
 	}
 
 	// The worker says so, names the address, and keeps retrying with a

@@ -41,6 +41,10 @@ type Config struct {
 	SlowFor    time.Duration
 	// Prefix is the key prefix, as the store's (default "widgetq").
 	Prefix string
+	// Now, when set, is the clock the limiter judges by instead of the
+	// Redis server's (TIME), which every process shares. For tests: with
+	// it, every reservation is a pure function of the calls made.
+	Now func() time.Time
 }
 
 // WithDefaults fills the zero fields.
@@ -110,14 +114,30 @@ func (l *Limiter) keys(account int64) []string {
 	return []string{l.pre + "tat:" + a, l.pre + "pause:" + a, l.pre + "slow:" + a, l.pre + "tat:global"}
 }
 
+// now is the clock argument of the scripts: 0 asks them to read the
+// Redis server's clock.
+func (l *Limiter) now() int64 {
+	if l.cfg.Now == nil {
+		return 0
+	}
+	return l.cfg.Now().UnixMicro()
+}
+
+// scriptNow is the scripts' clock (microseconds): ARGV[i] when positive,
+// else the Redis server's.
+const scriptNow = `
+local now = tonumber(ARGV[%d])
+if now <= 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end`
+
 // reserveScript reserves the next slot of an account and of the global
 // budget at once, on the Redis server's clock (microseconds).
 // KEYS: account TAT, account pause-until, account slow factor, global TAT.
-// ARGV: account interval, global interval (0: none), max wait.
+// ARGV: account interval, global interval (0: none), max wait, now (0: TIME).
 // Returns {reserved (0/1), wait}.
-var reserveScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+var reserveScript = redis.NewScript(fmt.Sprintf(scriptNow, 4) + `
 local ia = tonumber(ARGV[1]) * tonumber(redis.call('GET', KEYS[3]) or '1')
 local ig = tonumber(ARGV[2])
 local start = now
@@ -146,7 +166,7 @@ func (l *Limiter) Reserve(ctx context.Context, account int64, maxWait time.Durat
 		ig = l.cfg.interval(l.cfg.Global).Microseconds()
 	}
 	res, err := reserveScript.Run(ctx, l.rdb, l.keys(account),
-		l.cfg.interval(l.cfg.PerAccount).Microseconds(), ig, maxWait.Microseconds()).Int64Slice()
+		l.cfg.interval(l.cfg.PerAccount).Microseconds(), ig, maxWait.Microseconds(), l.now()).Int64Slice()
 	if err != nil {
 		return 0, fmt.Errorf("rate limiter: %w", err)
 	}
@@ -189,10 +209,9 @@ func (l *Limiter) Wait(ctx context.Context, account int64, maxWait time.Duration
 
 // pauseScript pauses an account until now+pause (never shortening a
 // longer pause) and multiplies its interval for slowFor.
-// KEYS: pause-until, slow factor. ARGV: pause (µs), factor, slowFor (ms), max factor.
-var pauseScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+// KEYS: pause-until, slow factor.
+// ARGV: pause (µs), factor, slowFor (ms), max factor, now (0: TIME).
+var pauseScript = redis.NewScript(fmt.Sprintf(scriptNow, 5) + `
 local untilp = now + tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untilp > cur then
@@ -208,7 +227,7 @@ return 1`)
 // 8×) for SlowFor.
 func (l *Limiter) Penalize(ctx context.Context, account int64, pause time.Duration) error {
 	k := l.keys(account)
-	err := pauseScript.Run(ctx, l.rdb, k[1:3], max(pause, 0).Microseconds(), l.cfg.SlowFactor, l.cfg.SlowFor.Milliseconds(), 8).Err()
+	err := pauseScript.Run(ctx, l.rdb, k[1:3], max(pause, 0).Microseconds(), l.cfg.SlowFactor, l.cfg.SlowFor.Milliseconds(), 8, l.now()).Err()
 	if err != nil {
 		return fmt.Errorf("rate limiter: pause account %d: %w", account, err)
 	}
@@ -230,6 +249,9 @@ func (l *Limiter) PausedFor(ctx context.Context, account int64) (time.Duration, 
 	}
 	until, _ = cmds[0].(*redis.StringCmd).Int64()
 	now = cmds[1].(*redis.TimeCmd).Val()
+	if l.cfg.Now != nil {
+		now = l.cfg.Now()
+	}
 	if until == 0 {
 		return 0, nil
 	}
