@@ -1,5 +1,7 @@
 # widgetq — see README.md.
 GO      ?= go
+# bash, for pipefail: a test run piped into its summary keeps go test's exit code.
+SHELL   := /bin/bash
 PKGS    := ./...
 FUZZTIME ?= 1m
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9
@@ -8,9 +10,12 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/9
 
 all: lint test build
 
-## test: the whole suite with the race detector (REDIS_URL set: a real Redis; unset: miniredis)
+## test: the whole suite with the race detector (REDIS_URL set: a real Redis; unset: miniredis).
+## It ends with every skipped test and why (a test skips when a program it needs,
+## such as redis-server or chromium, is missing; with CI=true it fails instead) and the counts.
 test:
-	$(GO) test -race -count=1 $(PKGS)
+	@echo "$(GO) test -race -count=1 -json $(PKGS) | $(GO) run ./internal/testsummary"
+	@set -o pipefail; $(GO) test -race -count=1 -json $(PKGS) | $(GO) run ./internal/testsummary
 
 ## faults: the fault suite alone, verbose (real worker and enqueue processes; also part of test)
 faults:

@@ -29,6 +29,7 @@ import (
 	"github.com/widgetq/widgetq/internal/rediscluster"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/testenv"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -293,10 +294,7 @@ func FreePort(t testing.TB) int {
 // file on, so a restart keeps what was written.
 func NewServer(t testing.TB, port int) *Server {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal("redis-server is not installed: this test stops and restarts its own Redis (apt-get install redis-server; .ci/run does)")
-	}
+	path := testenv.Program(t, "redis-server")
 	s := &Server{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir()}
 	s.URL = "redis://" + s.Addr + "/0"
 	s.args = []string{path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always",
@@ -348,6 +346,8 @@ type Cluster struct {
 // the test.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	testenv.Program(t, "redis-server")
+	testenv.Program(t, "redis-cli")
 	rc, err := rediscluster.Start(n, t.TempDir(), 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
