@@ -85,6 +85,7 @@ type config struct {
 	demoAccounts                              int
 	debugAddr                                 string
 	adminAddr, adminToken                     string
+	adminExplicit                             bool // set by flag or variable: no fallback port
 	uiWritable                                bool
 	keys                                      *seal.Keys
 	secretKey                                 []byte // WIDGETQ_SECRET_KEY decoded (nil: none)
@@ -133,7 +134,7 @@ var settings = []envFlag{
 	{"log-format", "WIDGETQ_LOG_FORMAT", "text", "log format: text or json"},
 	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
-	{"admin-addr", "WIDGETQ_ADMIN_ADDR", "127.0.0.1:9090", "serve /healthz, /readyz and /metrics here (empty: off); beyond loopback WIDGETQ_ADMIN_TOKEN is required"},
+	{"admin-addr", "WIDGETQ_ADMIN_ADDR", admin.DefaultAddr, "serve /healthz, /readyz and /metrics here (empty: off); beyond loopback WIDGETQ_ADMIN_TOKEN is required. Unset and the default taken: the next free port up to 9099"},
 	{"admin-ui-writable", "WIDGETQ_ADMIN_UI_WRITABLE", "false", "let the console delete, run and archive tasks (/ui) and replay failures (/results) (default: view only)"},
 	{"debug-addr", "WIDGETQ_DEBUG_ADDR", "", "serve Go's pprof profiles at this loopback address (e.g. 127.0.0.1:6060); empty: off"},
 }
@@ -191,6 +192,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 	}
 	c.adminAddr, _ = get("admin-addr")
+	c.adminExplicit = set["admin-addr"] || getenv("WIDGETQ_ADMIN_ADDR") != ""
 	c.adminToken = getenv("WIDGETQ_ADMIN_TOKEN")
 	if v, src := get("admin-ui-writable"); v != "" {
 		b, berr := strconv.ParseBool(v)
@@ -398,14 +400,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			results.Replayer = &replay.Replayer{RDB: rdb, Store: st}
 		}
 		defer ui.Close()
-		addr, err := admin.Serve(ctx, c.adminAddr, admin.Handler(admin.Config{Token: c.adminToken, Metrics: m, Ready: func(ctx context.Context) error {
+		l, err := admin.Listen(admin.Candidates(c.adminAddr, c.adminExplicit))
+		if err != nil {
+			return err
+		}
+		addr := admin.Serve(ctx, l, admin.Handler(admin.Config{Token: c.adminToken, Metrics: m, Ready: func(ctx context.Context) error {
 			if !serving.Load() {
 				return errors.New("not serving tasks (starting or stopping)")
 			}
 			return conn.Ping(ctx, rdb)
 		}, Extra: map[string]http.Handler{"/ui/": ui, "GET /results": results, "POST /results/replay": http.HandlerFunc(results.Replay)}}))
-		if err != nil {
-			return err
+		if addr != c.adminAddr && !strings.HasSuffix(c.adminAddr, ":0") {
+			log.Warn("admin address taken (another worker on this host?): serving on the next free port; give each worker -admin-addr to choose", "wanted", c.adminAddr, "addr", addr)
 		}
 		log.Info("admin server listening", "addr", addr, "token_required", c.adminToken != "")
 		names := make([]string, 0, len(c.queues))
@@ -475,7 +481,7 @@ func probe(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	addr := getenv("WIDGETQ_ADMIN_ADDR")
 	if addr == "" {
-		addr = "127.0.0.1:9090"
+		addr = admin.DefaultAddr
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

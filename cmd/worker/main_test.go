@@ -9,10 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,10 +22,12 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/widgetq/widgetq/internal/admin"
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/testenv"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -324,6 +328,20 @@ func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
 	if code, body := get(t, base+"/readyz", ""); code != 200 {
 		t.Fatalf("readyz: %d %s", code, body)
 	}
+	// Before any task: every counter's known series, at zero.
+	_, first := get(t, base+"/metrics", "")
+	for _, want := range []string{
+		`widgetq_tasks_total{class="",outcome="installed",type="widget:install"} 0`,
+		`widgetq_tasks_total{class="blocked",outcome="failed",type="widget:install"} 0`,
+		`widgetq_tasks_total{class="server",outcome="retrying",type="widget:uninstall"} 0`,
+		`widgetq_token_refreshes_total{result="error"} 0`,
+		`widgetq_kommo_rate_limited_total 0`,
+		`widgetq_limiter_deferrals_total 0`,
+	} {
+		if !strings.Contains(first, want) {
+			t.Errorf("no %s on the first scrape", want)
+		}
+	}
 	f.Install(t, 1, sandbox.WidgetAsterisk, seed)
 	f.Install(t, 2, sandbox.WidgetAsterisk, `{"login":"x","password":"eXaMp1E"}`) // invalid: no phones
 	f.WaitAllFinal(t, 2, time.Minute)
@@ -392,28 +410,55 @@ func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
 	}
 }
 
-// chromium finds Debian's Chromium, installing it when it is missing and
-// this machine can (root and apt-get). Only where it cannot is the test
-// skipped, saying why.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
+// TestWorkersShareAHostWithoutAdminAddr starts two workers with no admin
+// address set while the default (9090) is taken: each takes the next free
+// port up to 9099, says which, and serves there. An address set explicitly
+// that is taken refuses to start.
+func TestWorkersShareAHostWithoutAdminAddr(t *testing.T) {
+	t.Parallel()
+	// Hold the default, if nothing else does, so the fallback must happen.
+	if l, err := net.Listen("tcp", admin.DefaultAddr); err == nil {
+		t.Cleanup(func() { l.Close() })
 	}
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("apt-get"); err == nil {
-			cmd := exec.Command("apt-get", "install", "-y", "--no-install-recommends", "chromium")
-			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Logf("apt-get install chromium: %v\n%s", err, fleettest.Tail(string(out), 2000))
-			}
-			if p, err := exec.LookPath("chromium"); err == nil {
-				return p
-			}
+	f := newFleet(t, sandbox.Config{})
+	env := append(f.WorkerEnv(), "WIDGETQ_ADMIN_ADDR=") // unset: the default
+	seen := map[string]bool{}
+	for range 2 {
+		w := fleettest.Run(t, workerBin, env)
+		w.WaitOutput(t, "worker started", time.Minute)
+		addr := adminAddr(t, w)
+		_, port, _ := net.SplitHostPort(addr)
+		if n, _ := strconv.Atoi(port); n < 9091 || n > 9099 || seen[addr] {
+			t.Fatalf("admin server on %s, want a port of its own in 9091-9099 (taken: %v)", addr, seen)
+		}
+		seen[addr] = true
+		if !strings.Contains(w.Out.String(), `"msg":"admin address taken`) {
+			t.Errorf("the worker on %s did not say the default was taken:\n%s", addr, w.Out.String())
+		}
+		if code, _ := get(t, "http://"+addr+"/healthz", ""); code != 200 {
+			t.Fatalf("healthz on %s: %d", addr, code)
+		}
+		if exited, err := w.Exited(0); exited {
+			t.Fatalf("the worker on %s exited: %v", addr, err)
 		}
 	}
-	t.Skip("no Chromium, and it cannot be installed here (needs root and apt-get): the console's browser test did not run")
-	return ""
+	// Set explicitly and taken: no fallback.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	w := fleettest.Run(t, workerBin, append(f.WorkerEnv(), "WIDGETQ_ADMIN_ADDR="+taken.Addr().String()))
+	if exited, err := w.Exited(time.Minute); !exited || err == nil || !strings.Contains(w.Out.String(), taken.Addr().String()+" is taken") {
+		t.Fatalf("an explicit address that is taken: exited %v (%v)\n%s", exited, err, w.Out.String())
+	}
+}
+
+// chromium finds Debian's Chromium (.ci/run installs it); without it the
+// test is skipped, or fails with CI=true.
+func chromium(t *testing.T) string {
+	t.Helper()
+	return testenv.Program(t, "chromium")
 }
 
 // dom renders url in headless Chromium, scripts run, and returns the DOM.

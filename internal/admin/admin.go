@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -102,14 +104,55 @@ func (cfg Config) auth(h http.Handler) http.Handler {
 	})
 }
 
-// Serve listens on addr and serves h until ctx ends. It returns the
-// address it listens on (addr with port 0 gets a free one), or why it
-// cannot.
-func Serve(ctx context.Context, addr string, h http.Handler) (string, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("admin server: %w", err)
+// DefaultAddr is where a worker serves its admin routes unless told
+// otherwise.
+const DefaultAddr = "127.0.0.1:9090"
+
+// Fallbacks is how many ports after the default address's a worker may
+// take when the default is taken and no address was set explicitly: with
+// the default, 9091 to 9099.
+const Fallbacks = 9
+
+// Candidates returns the addresses to try, in order: addr alone when it
+// was set explicitly (a taken address then refuses to start); else addr,
+// then the next Fallbacks ports on its host, so several workers with the
+// default settings can share one host.
+func Candidates(addr string, explicit bool) []string {
+	host, p, err := net.SplitHostPort(addr)
+	port, perr := strconv.Atoi(p)
+	if explicit || err != nil || perr != nil || port == 0 {
+		return []string{addr}
 	}
+	out := []string{addr}
+	for i := 1; i <= Fallbacks && port+i <= 65535; i++ {
+		out = append(out, net.JoinHostPort(host, strconv.Itoa(port+i)))
+	}
+	return out
+}
+
+// Listen listens on the first of addrs that is not taken. Any error but
+// "address already in use" stops at once.
+func Listen(addrs []string) (net.Listener, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("admin server: no address")
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("admin server: %w", err)
+		}
+		if len(addrs) == 1 {
+			return nil, fmt.Errorf("admin server: %s is taken (another worker?): give this one another -admin-addr, or -admin-addr \"\" for none", a)
+		}
+	}
+	return nil, fmt.Errorf("admin server: %s and the next %d ports are taken: give this worker -admin-addr, or -admin-addr \"\" for none", addrs[0], len(addrs)-1)
+}
+
+// Serve serves h on l until ctx ends, and returns the address it serves.
+func Serve(ctx context.Context, l net.Listener, h http.Handler) string {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	go func() { _ = srv.Serve(l) }()
 	go func() {
@@ -118,5 +161,5 @@ func Serve(ctx context.Context, addr string, h http.Handler) (string, error) {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	return strings.TrimSpace(l.Addr().String()), nil
+	return strings.TrimSpace(l.Addr().String())
 }

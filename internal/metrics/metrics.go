@@ -7,6 +7,7 @@ package metrics
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +56,21 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, (*stateCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every known label value is there from the first scrape, at zero:
+	// alerts and dashboards see a series before its first event.
+	for _, r := range []string{"ok", "error"} {
+		m.refreshes.WithLabelValues(r)
+	}
 	return m
+}
+
+// DeclareTask makes the series of one (type, outcome, class) of
+// widgetq_tasks_total exist at zero, before its first event.
+func (m *Metrics) DeclareTask(typ, outcome, class string) {
+	if m == nil {
+		return
+	}
+	m.tasks.WithLabelValues(typ, outcome, class)
 }
 
 // Task counts one run's outcome.
@@ -122,6 +137,9 @@ func Route(method, path string) string {
 // latency, blocked accounts. A scrape never touches Redis.
 type stateCollector Metrics
 
+// queueStates are the states widgetq_queue_tasks reports per queue.
+var queueStates = []string{"pending", "active", "scheduled", "retry", "archived", "completed"}
+
 var (
 	queueSizeDesc    = prometheus.NewDesc("widgetq_queue_tasks", "Tasks in a queue by state (pending, active, scheduled, retry, archived, completed).", []string{"queue", "state"}, nil)
 	queueLatencyDesc = prometheus.NewDesc("widgetq_queue_latency_seconds", "Age of the oldest pending task of a queue.", []string{"queue"}, nil)
@@ -156,10 +174,22 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 func (m *Metrics) Refresh(insp *asynq.Inspector, queues []string, blocked func() (int, error)) error {
 	qs := map[[2]string]float64{}
 	lat := map[string]float64{}
+	existing, err := insp.Queues()
+	if err != nil {
+		existing = queues // unknown: ask each, report what answers
+	}
 	for _, q := range queues {
+		if !slices.Contains(existing, q) {
+			// Not created yet (no task ever enqueued): empty, and said so.
+			for _, state := range queueStates {
+				qs[[2]string{q, state}] = 0
+			}
+			lat[q] = 0
+			continue
+		}
 		qi, err := insp.GetQueueInfo(q)
 		if err != nil {
-			continue // not created yet: nothing to report
+			continue
 		}
 		for state, n := range map[string]int{"pending": qi.Pending, "active": qi.Active, "scheduled": qi.Scheduled, "retry": qi.Retry, "archived": qi.Archived, "completed": qi.Completed} {
 			qs[[2]string{q, state}] = float64(n)

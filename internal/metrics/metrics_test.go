@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/widgetq/widgetq/internal/redistest"
 )
 
 func TestRouteKeepsNoData(t *testing.T) {
@@ -60,5 +63,64 @@ func TestExposition(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("no %s in\n%s", want, body)
 		}
+	}
+}
+
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+func TestKnownSeriesStartAtZero(t *testing.T) {
+	m := New()
+	m.DeclareTask("widget:install", "retrying", "server")
+	body := scrape(t, m)
+	for _, want := range []string{
+		`widgetq_tasks_total{class="server",outcome="retrying",type="widget:install"} 0`,
+		`widgetq_token_refreshes_total{result="ok"} 0`,
+		`widgetq_token_refreshes_total{result="error"} 0`,
+		`widgetq_limiter_deferrals_total 0`,
+		`widgetq_kommo_rate_limited_total 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s before any event in\n%s", want, body)
+		}
+	}
+	var none *Metrics
+	none.DeclareTask("t", "o", "c") // a nil Metrics declares nothing, and does not panic
+}
+
+func TestQueuesNotCreatedYetAreEmpty(t *testing.T) {
+	r := redistest.New(t)
+	q := redistest.Unique(t)
+	insp := asynq.NewInspectorFromRedisClient(r.Client)
+	m := New()
+	if err := m.Refresh(insp, []string{q}, func() (int, error) { return 0, nil }); err != nil {
+		t.Fatal(err)
+	}
+	body := scrape(t, m)
+	for _, want := range []string{
+		`widgetq_queue_tasks{queue="` + q + `",state="pending"} 0`,
+		`widgetq_queue_tasks{queue="` + q + `",state="archived"} 0`,
+		`widgetq_queue_latency_seconds{queue="` + q + `"} 0`,
+		`widgetq_blocked_accounts 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s for a queue with no task yet in\n%s", want, body)
+		}
+	}
+	// Once it has a task, its figures are read.
+	c := asynq.NewClientFromRedisClient(r.Client)
+	t.Cleanup(func() { _ = insp.DeleteQueue(q, true) })
+	if _, err := c.Enqueue(asynq.NewTask("t", nil), asynq.Queue(q)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Refresh(insp, []string{q}, func() (int, error) { return 0, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if body := scrape(t, m); !strings.Contains(body, `widgetq_queue_tasks{queue="`+q+`",state="pending"} 1`) {
+		t.Errorf("no pending task in\n%s", body)
 	}
 }

@@ -113,7 +113,46 @@ type Handler struct {
 // NewHandler returns a handler on the store and limiter.
 func NewHandler(st *store.Store, lim *ratelimit.Limiter, cfg Config) *Handler {
 	cfg = cfg.WithDefaults()
+	for _, s := range TaskSeries() {
+		cfg.Metrics.DeclareTask(s[0], s[1], s[2])
+	}
 	return &Handler{st: st, lim: lim, cfg: cfg, templates: templateCache{ttl: cfg.TemplateTTL, m: map[string]*templateEntry{}}}
+}
+
+// TaskSeries lists every (type, outcome, class) the handler counts in
+// widgetq_tasks_total, so that each series is on /metrics at zero from
+// the first scrape: successes and deferrals without a class, retries with
+// each retryable class, failures with every class, and rejected payloads.
+func TaskSeries() [][3]string {
+	var retrying, failing []string
+	for _, c := range kommo.Classes {
+		if c.Retryable() {
+			retrying = append(retrying, string(c))
+		}
+		failing = append(failing, string(c))
+	}
+	retrying = append(retrying, ClassInternal)
+	failing = append(failing, ClassAccountUnknown, ClassInternal)
+	var out [][3]string
+	for _, t := range []struct {
+		typ       string
+		successes []store.Status
+	}{
+		{tasks.TypeInstallWidget, []store.Status{store.StatusInstalled, store.StatusAlreadyInstalled}},
+		{tasks.TypeUninstallWidget, []store.Status{store.StatusUninstalled}},
+	} {
+		for _, st := range t.successes {
+			out = append(out, [3]string{t.typ, string(st), ""})
+		}
+		out = append(out, [3]string{t.typ, "deferred", ""}, [3]string{t.typ, "rejected", string(kommo.ClassInvalid)})
+		for _, c := range retrying {
+			out = append(out, [3]string{t.typ, string(store.StatusRetrying), c})
+		}
+		for _, c := range failing {
+			out = append(out, [3]string{t.typ, string(store.StatusFailed), c})
+		}
+	}
+	return out
 }
 
 // Register routes widgetq's task types to the handler.
