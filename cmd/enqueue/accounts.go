@@ -41,6 +41,9 @@ func newAccountsImportCmd(a *app) *cobra.Command {
    "refresh_token":"…","expires_at":"2026-12-31T23:59:59Z"}
 
 base_url may be replaced by "subdomain" (and "domain", default kommo.com).
+Its host must be on WIDGETQ_KOMMO_HOSTS (default .kommo.com,.amocrm.ru,
+.amocrm.com), over https, without a path: a line with another is rejected
+naming the rule, so no token is ever sent elsewhere.
 refresh_token and expires_at are optional (a long-lived token has neither).
 An account already stored is replaced. Bad lines are reported with their
 line number and skipped; the good ones are imported; the exit code is 1
@@ -72,6 +75,9 @@ when any line was rejected. Tokens are never printed.`,
 					continue
 				}
 				acct, err := parseAccountLine(line)
+				if err == nil {
+					err = a.st.CheckAccount(acct) // the host allow-list
+				}
 				if err != nil {
 					reject(err.Error())
 					continue
@@ -109,6 +115,9 @@ $KOMMO_REFRESH_TOKEN unless given as flags (flags end up in shell history).`,
 				l.RefreshToken = a.getenv("KOMMO_REFRESH_TOKEN")
 			}
 			acct, err := l.ToAccount()
+			if err == nil {
+				err = a.st.CheckAccount(acct)
+			}
 			if err != nil {
 				return &usageError{err}
 			}
@@ -151,7 +160,7 @@ func newAccountsListCmd(a *app) *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			enc := json.NewEncoder(a.stdout)
 			if format == "table" {
-				fmt.Fprintln(tw, "ACCOUNT\tBASE URL\tREFRESH TOKEN\tEXPIRES\tBLOCKED")
+				fmt.Fprintln(tw, "ACCOUNT\tBASE URL\tHOST\tREFRESH TOKEN\tEXPIRES\tBLOCKED")
 			}
 			var after int64
 			for {
@@ -160,18 +169,26 @@ func newAccountsListCmd(a *app) *cobra.Command {
 					return err
 				}
 				for _, info := range page {
+					// An account stored before the allow-list changed: its
+					// tasks fail host_not_allowed without a request.
+					hostOK := a.st.Hosts().Allowed(info.BaseURL)
 					if format == "jsonl" {
 						_ = enc.Encode(struct {
 							store.Info
-							Blocked bool `json:"blocked"`
-						}{info, blocked[info.ID]})
+							HostAllowed bool `json:"host_allowed"`
+							Blocked     bool `json:"blocked"`
+						}{info, hostOK, blocked[info.ID]})
 						continue
 					}
 					exp := "-"
 					if !info.ExpiresAt.IsZero() {
 						exp = info.ExpiresAt.Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", info.ID, info.BaseURL, yesNo(info.HasRefreshToken), exp, yesNo(blocked[info.ID]))
+					host := "allowed"
+					if !hostOK {
+						host = "NOT ALLOWED"
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", info.ID, info.BaseURL, host, yesNo(info.HasRefreshToken), exp, yesNo(blocked[info.ID]))
 				}
 				if len(page) < 500 {
 					break

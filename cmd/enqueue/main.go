@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
@@ -114,7 +115,13 @@ func (a *app) connect(ctx context.Context) error {
 	if prefix == "" {
 		prefix = a.getenv("WIDGETQ_PREFIX")
 	}
-	a.st = store.New(a.rdb, prefix).WithKeys(keys)
+	hosts, err := kommohost.Parse(a.getenv(kommohost.EnvVar))
+	if err != nil {
+		a.rdb.Close()
+		a.rdb = nil
+		return &usageError{err}
+	}
+	a.st = store.New(a.rdb, prefix).WithKeys(keys).WithHosts(hosts)
 	a.prod = producer.New(a.rdb, prefix, asynq.Queue(a.queueName()))
 	shards := a.shards
 	if shards == 0 {

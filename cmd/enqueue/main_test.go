@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/retry"
@@ -49,6 +51,10 @@ type out struct {
 	stdout, stderr string
 }
 
+// sandboxHosts allows the sandbox's loopback address, as
+// WIDGETQ_KOMMO_HOSTS=127.0.0.1 does.
+var sandboxHosts, _ = kommohost.Parse("127.0.0.1")
+
 func (e *env) cli(t *testing.T, stdin string, args ...string) out {
 	t.Helper()
 	return e.cliCtx(context.Background(), t, stdin, args...)
@@ -60,7 +66,7 @@ func (e *env) cliCtx(ctx context.Context, t *testing.T, stdin string, args ...st
 }
 
 func (e *env) cliReader(ctx context.Context, _ *testing.T, stdin io.Reader, args ...string) out {
-	vars := map[string]string{"REDIS_URL": e.r.URL, "WIDGETQ_PREFIX": e.prefix, "WIDGETQ_QUEUE": e.queue}
+	vars := map[string]string{"REDIS_URL": e.r.URL, "WIDGETQ_PREFIX": e.prefix, "WIDGETQ_QUEUE": e.queue, "WIDGETQ_KOMMO_HOSTS": "127.0.0.1," + kommohost.Default}
 	for k, v := range e.vars {
 		vars[k] = v
 	}
@@ -151,7 +157,7 @@ func TestAccountsImport(t *testing.T) {
 func TestAccountsAddRemoveUnblock(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	vars := map[string]string{"REDIS_URL": e.r.URL, "WIDGETQ_PREFIX": e.prefix, "KOMMO_ACCESS_TOKEN": "at_env"}
+	vars := map[string]string{"REDIS_URL": e.r.URL, "WIDGETQ_PREFIX": e.prefix, "KOMMO_ACCESS_TOKEN": "at_env", "WIDGETQ_KOMMO_HOSTS": "127.0.0.1," + kommohost.Default}
 	var so, se bytes.Buffer
 	code := run(context.Background(), []string{"accounts", "add", "--account", "5", "--subdomain", "five"}, func(k string) string { return vars[k] }, nil, &so, &se)
 	if code != 0 {
@@ -178,6 +184,64 @@ func TestAccountsAddRemoveUnblock(t *testing.T) {
 	}
 	if o := e.cli(t, "", "accounts", "remove", "abc"); o.code != 2 {
 		t.Fatalf("remove abc: %+v", o)
+	}
+}
+
+// TestAccountsOffTheHostListAreRefused: import rejects each line whose
+// base_url is not on WIDGETQ_KOMMO_HOSTS, naming the field and the rule,
+// and imports the rest; add refuses with exit 2; list marks an account
+// stored earlier whose host is no longer allowed.
+func TestAccountsOffTheHostListAreRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	f := e.file(t, "accounts.jsonl", ""+
+		`{"account_id":1,"base_url":"https://one.kommo.com","access_token":"at_ONE"}`+"\n"+
+		`{"account_id":2,"base_url":"http://169.254.169.254/latest","access_token":"at_TWO"}`+"\n"+
+		`{"account_id":3,"base_url":"https://attacker.example","access_token":"at_THREE"}`+"\n"+
+		`{"account_id":4,"base_url":"https://kommo.com.attacker.example","access_token":"at_FOUR"}`+"\n"+
+		`{"account_id":5,"base_url":"https://u:pw@five.kommo.com","access_token":"at_FIVE"}`+"\n"+
+		`{"account_id":6,"base_url":"https://10.0.0.7","access_token":"at_SIX"}`+"\n"+
+		`{"account_id":7,"base_url":"https://seven.kommo.com/api/v4","access_token":"at_SEVEN"}`+"\n"+
+		`{"account_id":8,"subdomain":"eight","domain":"amocrm.ru","access_token":"at_EIGHT"}`+"\n")
+	o := e.cli(t, "", "accounts", "import", f)
+	if o.code != 1 || !strings.Contains(o.stdout, "imported 2 accounts, rejected 6 lines") {
+		t.Fatalf("%+v", o)
+	}
+	for _, w := range []string{
+		`line 2: account 2: base_url: host "169.254.169.254" is not an allowed Kommo host (WIDGETQ_KOMMO_HOSTS=`,
+		`line 3: account 3: base_url: host "attacker.example" is not an allowed Kommo host`,
+		`line 4: account 4: base_url: host "kommo.com.attacker.example" is not an allowed Kommo host`,
+		`line 5: account 5: base_url: must not carry credentials`,
+		`line 6: account 6: base_url: host "10.0.0.7" is not an allowed Kommo host`,
+		`line 7: account 7: base_url: host "seven.kommo.com" must be the account's root`,
+	} {
+		if !strings.Contains(o.stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, o.stderr)
+		}
+	}
+	if strings.Contains(o.stdout+o.stderr, "at_") || strings.Contains(o.stderr, "pw@") {
+		t.Fatal("a token or password was printed")
+	}
+	for id := int64(2); id <= 7; id++ {
+		if a, _ := e.st.GetAccount(context.Background(), id); a != nil {
+			t.Errorf("account %d was stored: %s", id, a.BaseURL)
+		}
+	}
+	if o := e.cli(t, "", "accounts", "add", "--account", "9", "--base-url", "https://attacker.example", "--access-token", "at_NINE"); o.code != 2 ||
+		!strings.Contains(o.stderr, `base_url: host "attacker.example" is not an allowed Kommo host`) || strings.Contains(o.stderr, "at_NINE") {
+		t.Fatalf("add: %+v", o)
+	}
+	// Stored before the list changed (written around the check): marked.
+	if err := store.New(e.r.Client, e.prefix).PutAccount(context.Background(), store.Account{ID: 10, BaseURL: "https://old.example", AccessToken: "at_TEN"}); err != nil {
+		t.Fatal(err)
+	}
+	o = e.cli(t, "", "accounts", "list")
+	if !regexp.MustCompile(`(?m)^10 +https://old\.example +NOT ALLOWED `).MatchString(o.stdout) || !regexp.MustCompile(`(?m)^1 +https://one\.kommo\.com +allowed `).MatchString(o.stdout) {
+		t.Fatalf("list:\n%s", o.stdout)
+	}
+	o = e.cli(t, "", "accounts", "list", "--format", "jsonl")
+	if !strings.Contains(o.stdout, `"base_url":"https://old.example","has_refresh_token":false,"updated_at":`) || !strings.Contains(o.stdout, `"host_allowed":false`) {
+		t.Fatalf("list jsonl:\n%s", o.stdout)
 	}
 }
 
@@ -418,6 +482,7 @@ func failingFleet(t *testing.T, e *env) *sandbox.Server {
 	lim, _ := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
 	h := worker.NewHandler(e.st, lim, worker.Config{
 		OAuth:  &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret},
+		Hosts:  sandboxHosts,
 		Policy: retry.Policy{Base: 50 * time.Millisecond, Cap: 100 * time.Millisecond}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	wsrv, mux := worker.NewServer(e.r.Opt(), h, worker.ServerConfig{Concurrency: 4, Queues: map[string]int{e.queue: 1}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

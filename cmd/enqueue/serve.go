@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/httpapi"
 )
 
@@ -29,14 +30,15 @@ func newServeCmd(a *app) *cobra.Command {
   PUT  /v1/accounts/{id}          the account's credentials
 
 Every request needs "Authorization: Bearer $WIDGETQ_API_TOKEN"; serve refuses
-to start without the variable. Errors are application/problem+json naming
+to start without the variable. A comma-separated list accepts any of its
+tokens, so a token can be rotated without downtime. Errors are application/problem+json naming
 the bad field; an array gets one outcome per item. With WIDGETQ_SECRET_KEY,
 settings and tokens are sealed as enqueue seals them.`,
 		Args:    cobra.NoArgs,
 		PreRunE: a.needRedis,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			token := a.getenv("WIDGETQ_API_TOKEN")
-			if token == "" {
+			tokens := bearer.Parse(a.getenv("WIDGETQ_API_TOKEN"))
+			if len(tokens) == 0 {
 				return usagef("WIDGETQ_API_TOKEN is not set: the API needs a bearer token")
 			}
 			l, err := net.Listen("tcp", addr)
@@ -44,7 +46,7 @@ settings and tokens are sealed as enqueue seals them.`,
 				return fmt.Errorf("serve: %w", err)
 			}
 			log := slog.New(slog.NewJSONHandler(a.stderr, nil))
-			api := &httpapi.Server{Prod: a.prod, Store: a.st, Token: token, MaxBody: maxBody, MaxItems: maxItems, Logger: log}
+			api := &httpapi.Server{Prod: a.prod, Store: a.st, Tokens: tokens, MaxBody: maxBody, MaxItems: maxItems, Logger: log}
 			srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 			log.Info("serving the producer API", "addr", l.Addr().String(), "redis", a.conn.Display)
 			ctx := cmd.Context()

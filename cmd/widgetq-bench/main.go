@@ -445,7 +445,7 @@ func (b *bench) waitFinal(ctx context.Context, n *nsp, want int, within time.Dur
 func (b *bench) workerEnv(n *nsp) []string {
 	return []string{"REDIS_URL=" + b.redisURL, "WIDGETQ_PREFIX=" + n.prefix, "WIDGETQ_QUEUES=" + n.queue,
 		"KOMMO_CLIENT_ID=" + sandbox.DefaultClientID, "KOMMO_CLIENT_SECRET=" + sandbox.DefaultClientSecret,
-		"WIDGETQ_LOG_LEVEL=warn", "WIDGETQ_RETRY_BASE=500ms", "WIDGETQ_RETRY_CAP=5s", "WIDGETQ_ADMIN_ADDR=127.0.0.1:0",
+		"WIDGETQ_LOG_LEVEL=warn", "WIDGETQ_RETRY_BASE=500ms", "WIDGETQ_RETRY_CAP=5s", "WIDGETQ_ADMIN_ADDR=127.0.0.1:0", "WIDGETQ_KOMMO_HOSTS=127.0.0.1",
 		"WIDGETQ_SHARDS=" + strconv.Itoa(max(b.shards, 1))}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/retry"
@@ -134,6 +135,7 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	}
 	h := worker.NewHandler(st, lim, worker.Config{
 		OAuth:          &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret},
+		Hosts:          sandboxHosts,
 		RequestTimeout: 5 * time.Second,
 		Policy:         retry.Policy{Base: 300 * time.Millisecond, Cap: 3 * time.Second},
 		Logger:         log,
@@ -310,3 +312,6 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// sandboxHosts is the demo's allow-list: its sandbox listens on loopback.
+var sandboxHosts, _ = kommohost.Parse("127.0.0.1")

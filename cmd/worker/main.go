@@ -31,8 +31,10 @@ import (
 
 	"github.com/widgetq/widgetq/internal/admin"
 	"github.com/widgetq/widgetq/internal/autopipe"
+	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/console"
 	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/metrics"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
@@ -84,10 +86,12 @@ type config struct {
 	demo                                      bool
 	demoAccounts                              int
 	debugAddr                                 string
-	adminAddr, adminToken                     string
+	adminAddr                                 string
+	adminTokens                               []string
 	adminExplicit                             bool // set by flag or variable: no fallback port
 	uiWritable                                bool
 	keys                                      *seal.Keys
+	hosts                                     *kommohost.List
 	secretKey                                 []byte // WIDGETQ_SECRET_KEY decoded (nil: none)
 }
 
@@ -104,7 +108,8 @@ Environment only:
                                tokens and widget settings in Redis with AES-256-GCM
   WIDGETQ_SECRET_KEY_PREVIOUS  the key before a rotation, still accepted for reading
   WIDGETQ_ADMIN_TOKEN          bearer token for the admin routes but /healthz (required
-                               when -admin-addr is not loopback)
+                               when -admin-addr is not loopback); a comma-separated list
+                               accepts any of them, for rotation
 
 Flags:
 `
@@ -118,6 +123,7 @@ var settings = []envFlag{
 	{"redis-url", "REDIS_URL", "", "Redis: redis://, rediss://, redis-sentinel://, or a comma-separated list of cluster nodes (unset: an embedded Redis)"},
 	{"embedded-addr", "WIDGETQ_EMBEDDED_ADDR", redisconn.EmbeddedAddr, "where to serve the embedded Redis when no REDIS_URL is given"},
 	{"prefix", "WIDGETQ_PREFIX", store.DefaultPrefix, "prefix of widgetq's Redis keys (the same for every worker and enqueue)"},
+	{"kommo-hosts", kommohost.EnvVar, kommohost.Default, "hosts that may receive an account's token and the client secret: .suffix, host or IP, comma-separated; https only (http only for a listed loopback host, e.g. 127.0.0.1 for the sandbox)"},
 	{"client-id", "KOMMO_CLIENT_ID", "", "the integration's OAuth client_id (unset: tokens are used as stored, never refreshed)"},
 	{"client-secret", "KOMMO_CLIENT_SECRET", "", "the integration's OAuth client_secret"},
 	{"redirect-uri", "KOMMO_REDIRECT_URI", "", "the integration's redirect URI, sent with token refreshes"},
@@ -177,13 +183,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		panic("unknown setting " + name)
 	}
 	c := &config{demo: *demo}
+	var err error
 	c.redisURL, _ = get("redis-url")
 	c.embeddedAddr, _ = get("embedded-addr")
 	c.prefix, _ = get("prefix")
+	if v, src := get("kommo-hosts"); true {
+		var herr error
+		if c.hosts, herr = kommohost.Parse(v); herr != nil {
+			err = errors.Join(err, usagef("%s: %v", src, strings.TrimPrefix(herr.Error(), kommohost.EnvVar+": ")))
+		}
+	}
 	c.clientID, _ = get("client-id")
 	c.clientSecret, _ = get("client-secret")
 	c.redirectURI, _ = get("redirect-uri")
-	var err error
 	c.debugAddr, _ = get("debug-addr")
 	if c.debugAddr != "" {
 		host, _, herr := net.SplitHostPort(c.debugAddr)
@@ -193,7 +205,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.adminAddr, _ = get("admin-addr")
 	c.adminExplicit = set["admin-addr"] || getenv("WIDGETQ_ADMIN_ADDR") != ""
-	c.adminToken = getenv("WIDGETQ_ADMIN_TOKEN")
+	c.adminTokens = bearer.Parse(getenv("WIDGETQ_ADMIN_TOKEN"))
 	if v, src := get("admin-ui-writable"); v != "" {
 		b, berr := strconv.ParseBool(v)
 		if berr != nil {
@@ -202,7 +214,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		c.uiWritable = b
 	}
 	if c.adminAddr != "" {
-		if aerr := admin.CheckAddr(c.adminAddr, c.adminToken); aerr != nil {
+		if aerr := admin.CheckAddr(c.adminAddr, c.adminTokens); aerr != nil {
 			err = errors.Join(err, usagef("admin-addr: %v", aerr))
 		}
 	}
@@ -388,7 +400,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	m := metrics.New()
 	h := worker.NewHandler(st, lim, worker.Config{
-		OAuth: oauth, RequestTimeout: c.requestTimeout, BlockFor: c.blockFor,
+		OAuth: oauth, Hosts: c.hosts, RequestTimeout: c.requestTimeout, BlockFor: c.blockFor,
 		Policy: retry.Policy{Base: c.retryBase, Cap: c.retryCap}, Logger: log, Metrics: m,
 	})
 	var serving atomic.Bool
@@ -404,7 +416,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		addr := admin.Serve(ctx, l, admin.Handler(admin.Config{Token: c.adminToken, Metrics: m, Ready: func(ctx context.Context) error {
+		addr := admin.Serve(ctx, l, admin.Handler(admin.Config{Tokens: c.adminTokens, Metrics: m, Ready: func(ctx context.Context) error {
 			if !serving.Load() {
 				return errors.New("not serving tasks (starting or stopping)")
 			}
@@ -413,7 +425,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if addr != c.adminAddr && !strings.HasSuffix(c.adminAddr, ":0") {
 			log.Warn("admin address taken (another worker on this host?): serving on the next free port; give each worker -admin-addr to choose", "wanted", c.adminAddr, "addr", addr)
 		}
-		log.Info("admin server listening", "addr", addr, "token_required", c.adminToken != "")
+		log.Info("admin server listening", "addr", addr, "token_required", len(c.adminTokens) > 0)
 		names := make([]string, 0, len(c.queues))
 		for q := range c.queues {
 			names = append(names, q)
@@ -493,8 +505,8 @@ func probe(ctx context.Context, args []string, getenv func(string) string, stdou
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/"+args[0], nil)
-	if tok := getenv("WIDGETQ_ADMIN_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if toks := bearer.Parse(getenv("WIDGETQ_ADMIN_TOKEN")); len(toks) > 0 {
+		req.Header.Set("Authorization", "Bearer "+toks[0]) // the first: the newest, in a rotation
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

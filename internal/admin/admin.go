@@ -6,7 +6,6 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -18,14 +17,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/metrics"
 )
 
 // Config is what the admin server serves.
 type Config struct {
-	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// every route but /healthz.
-	Token string
+	// Tokens, when any is set, are accepted as "Authorization: Bearer
+	// <token>" on every route but /healthz: any one of them (rotation).
+	Tokens []string
 	// Metrics is exposed at /metrics.
 	Metrics *metrics.Metrics
 	// Ready reports whether the worker can do its job (nil: ready).
@@ -49,11 +49,11 @@ func IsLoopback(addr string) bool {
 
 // CheckAddr refuses an address that would expose the admin routes without
 // a token.
-func CheckAddr(addr, token string) error {
+func CheckAddr(addr string, tokens []string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("want host:port, got %q", addr)
 	}
-	if !IsLoopback(addr) && token == "" {
+	if !IsLoopback(addr) && len(tokens) == 0 {
 		return errors.New("binds beyond loopback: set WIDGETQ_ADMIN_TOKEN (every route but /healthz then needs it as a bearer token)")
 	}
 	return nil
@@ -89,13 +89,11 @@ func Handler(cfg Config) http.Handler {
 }
 
 func (cfg Config) auth(h http.Handler) http.Handler {
-	if cfg.Token == "" {
+	if len(cfg.Tokens) == 0 {
 		return h
 	}
-	want := []byte("Bearer " + cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if !bearer.Match(r.Header.Get("Authorization"), cfg.Tokens) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="widgetq"`)
 			http.Error(w, "a bearer token is required (WIDGETQ_ADMIN_TOKEN)", http.StatusUnauthorized)
 			return

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/metrics"
 )
 
@@ -22,7 +23,7 @@ func TestCheckAddr(t *testing.T) {
 		{"0.0.0.0:9090", "", false}, {":9090", "", false}, {"10.0.0.5:9090", "", false},
 		{"0.0.0.0:9090", "t", true}, {"nonsense", "t", false},
 	} {
-		if err := CheckAddr(c.addr, c.token); (err == nil) != c.ok {
+		if err := CheckAddr(c.addr, bearer.Parse(c.token)); (err == nil) != c.ok {
 			t.Errorf("CheckAddr(%q, %q) = %v", c.addr, c.token, err)
 		}
 	}
@@ -30,7 +31,7 @@ func TestCheckAddr(t *testing.T) {
 
 func TestRoutesAndAuth(t *testing.T) {
 	ready := errors.New("redis down")
-	h := Handler(Config{Token: "s3cret", Metrics: metrics.New(), Ready: func(context.Context) error { return ready }})
+	h := Handler(Config{Tokens: []string{"old-one", "s3cret"}, Metrics: metrics.New(), Ready: func(context.Context) error { return ready }})
 	do := func(path, auth string) int {
 		req := httptest.NewRequest("GET", path, nil)
 		if auth != "" {
@@ -47,6 +48,7 @@ func TestRoutesAndAuth(t *testing.T) {
 		{"/healthz", "", 200},
 		{"/metrics", "", 401}, {"/metrics", "Bearer nope", 401}, {"/metrics", "s3cret", 401}, {"/metrics", "Bearer s3cret", 200},
 		{"/readyz", "Bearer s3cret", http.StatusServiceUnavailable},
+		{"/metrics", "Bearer old-one", 200}, {"/metrics", "Bearer old-one,s3cret", 401},
 		{"/nothing", "Bearer s3cret", 404},
 	} {
 		if got := do(c.path, c.auth); got != c.want {

@@ -168,7 +168,7 @@ func (f *Fleet) WorkerEnv() []string {
 		"REDIS_URL=" + f.URL, "WIDGETQ_PREFIX=" + f.Prefix, "WIDGETQ_QUEUES=" + f.Queue, "WIDGETQ_QUEUE=" + f.Queue,
 		"KOMMO_CLIENT_ID=" + sandbox.DefaultClientID, "KOMMO_CLIENT_SECRET=" + sandbox.DefaultClientSecret,
 		"WIDGETQ_RETRY_BASE=200ms", "WIDGETQ_RETRY_CAP=1s", "WIDGETQ_REQUEST_TIMEOUT=5s", "WIDGETQ_LOG_FORMAT=json", "WIDGETQ_CONCURRENCY=30",
-		"WIDGETQ_ADMIN_ADDR=127.0.0.1:0",
+		"WIDGETQ_ADMIN_ADDR=127.0.0.1:0", "WIDGETQ_KOMMO_HOSTS=127.0.0.1",
 	}, f.Env...)
 }
 

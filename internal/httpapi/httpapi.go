@@ -13,7 +13,6 @@ package httpapi
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/bulk"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/producer"
@@ -39,8 +39,10 @@ const (
 type Server struct {
 	Prod  *producer.Producer
 	Store *store.Store
-	// Token is required as "Authorization: Bearer <token>".
-	Token string
+	// Tokens are accepted as "Authorization: Bearer <token>": any one of
+	// them, so a token can be rotated without downtime. None: every
+	// request is refused.
+	Tokens []string
 	// MaxBody and MaxItems bound a request (defaults 8 MiB, 5,000).
 	MaxBody  int64
 	MaxItems int
@@ -87,9 +89,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (s *Server) auth(h http.Handler) http.Handler {
-	want := []byte("Bearer " + s.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.Token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if !bearer.Match(r.Header.Get("Authorization"), s.Tokens) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="widgetq"`)
 			writeProblem(w, http.StatusUnauthorized, "unauthorized", "a bearer token is required")
 			return
@@ -295,6 +296,12 @@ func (s *Server) putAccount(w http.ResponseWriter, r *http.Request) {
 	acct, err := store.ParseAccountJSON(items[0], id)
 	if err != nil {
 		writeProblem(w, http.StatusUnprocessableEntity, "invalid", err.Error())
+		return
+	}
+	if err := s.Store.CheckAccount(acct); err != nil {
+		// A base URL off the Kommo host allow-list: never stored, so no
+		// token is ever sent there.
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid", strings.TrimPrefix(err.Error(), fmt.Sprintf("account %d: ", id)))
 		return
 	}
 	if err := s.Store.PutAccount(r.Context(), acct); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/widgetq/widgetq/internal/httpapi"
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/producer"
@@ -56,11 +57,12 @@ func setup(t *testing.T) *fixture {
 	t.Helper()
 	r := redistest.New(t)
 	prefix := redistest.Unique(t)
-	st := store.New(r.Client, prefix)
+	hosts, _ := kommohost.Parse("") // the default: Kommo's hosts
+	st := store.New(r.Client, prefix).WithHosts(hosts)
 	prod := producer.New(r.Client, prefix, asynq.Queue("q-"+prefix))
 	t.Cleanup(func() { prod.Close() })
 	_, router := spec(t)
-	return &fixture{h: (&httpapi.Server{Prod: prod, Store: st, Token: token, MaxBody: 64 << 10, MaxItems: 10}).Handler(), st: st, router: router}
+	return &fixture{h: (&httpapi.Server{Prod: prod, Store: st, Tokens: []string{"old-token", token}, MaxBody: 64 << 10, MaxItems: 10}).Handler(), st: st, router: router}
 }
 
 // call sends a request through the handler and checks the answer against
@@ -131,6 +133,23 @@ func TestTheServerAnswersAsDocumented(t *testing.T) {
 	if code, m, raw := f.call(t, "PUT", "/v1/accounts/7", `{"subdomain":"a/b","access_token":"at_SECRET2"}`, token, true); code != 422 || m["field"] != "subdomain" || strings.Contains(raw, "SECRET2") {
 		t.Fatalf("bad subdomain: %d %s", code, raw)
 	}
+	// A base URL off the Kommo host allow-list is refused, naming the
+	// field and the rule, and not stored: no token is ever sent there.
+	for _, c := range []struct{ url, rule string }{
+		{"http://169.254.169.254/latest", "not an allowed Kommo host"},
+		{"https://attacker.example", "not an allowed Kommo host"},
+		{"https://kommo.com.attacker.example", "not an allowed Kommo host"},
+		{"https://acme.kommo.com/api", "without a path"},
+		{"http://acme.kommo.com", "needs https"},
+	} {
+		code, m, raw := f.call(t, "PUT", "/v1/accounts/8", `{"base_url":"`+c.url+`","access_token":"at_SECRET3"}`, token, true)
+		if code != 422 || m["field"] != "base_url" || !strings.Contains(m["detail"].(string), c.rule) || strings.Contains(raw, "SECRET3") {
+			t.Errorf("%s: %d %s", c.url, code, raw)
+		}
+	}
+	if _, err := f.st.GetAccount(ctx, 8); err == nil {
+		t.Fatal("an account with a refused base URL was stored")
+	}
 
 	// One install: 202 queued, then already queued.
 	body := `{"account_id":7,"widget_code":"amo_asterisk","settings":{"login":"x","password":"PW_SECRET"}}`
@@ -168,6 +187,11 @@ func TestTheServerAnswersAsDocumented(t *testing.T) {
 		t.Errorf("no field named: %s", raw)
 	}
 
+	// The token being rotated out is still accepted beside the new one.
+	if code, _, raw := f.call(t, "GET", "/v1/accounts/7/results", "", "old-token", true); code != 200 {
+		t.Fatalf("the older of two tokens: %d %s", code, raw)
+	}
+
 	// Uninstalls.
 	if code, m, _ := f.call(t, "POST", "/v1/uninstalls", `{"account_id":7,"widget_code":"amo_asterisk"}`, token, true); code != 202 || m["outcome"] != "queued" {
 		t.Fatalf("uninstall: %d %v", code, m)
@@ -192,6 +216,7 @@ func TestTheServerAnswersAsDocumented(t *testing.T) {
 	}{
 		{"POST", "/v1/installs", body, "", 401},
 		{"POST", "/v1/installs", body, "nope", 401},
+		{"POST", "/v1/installs", body, "old-token," + token, 401},
 		{"GET", "/v1/accounts/7/results", "", "", 401},
 		{"POST", "/v1/installs", `{"account_id":7,"widget_code":"w","settings":{"a":"` + strings.Repeat("x", 70<<10) + `"}}`, token, 413},
 		{"POST", "/v1/installs", "[" + strings.Repeat(`{"account_id":7,"widget_code":"w"},`, 11) + `{"account_id":7,"widget_code":"w"}]`, token, 413},

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -54,12 +56,16 @@ const (
 	// ClassInvalid is a 400 (or another 4xx without a class of its own): the
 	// request was refused as sent; sending it again will not help.
 	ClassInvalid Class = "invalid"
+	// ClassRedirected is a 3xx: the client follows no redirects (they would
+	// carry the token to a host nobody checked). Kommo does not document
+	// one; an account whose subdomain changed may see it.
+	ClassRedirected Class = "redirected"
 )
 
 // Classes lists every class, for tables and documentation.
 var Classes = []Class{
 	ClassRateLimited, ClassServer, ClassNetwork, ClassUnauthorized, ClassTokenRevoked,
-	ClassForbidden, ClassBlocked, ClassPaymentRequired, ClassNotFound, ClassInvalid,
+	ClassForbidden, ClassBlocked, ClassPaymentRequired, ClassNotFound, ClassInvalid, ClassRedirected,
 }
 
 // Retryable reports whether a request that failed with this class may
@@ -108,6 +114,8 @@ type Error struct {
 	Body string
 	// Err is the transport error underneath, for network failures.
 	Err error
+	// retryAfterBody is a JSON body's "retry_after" in seconds.
+	retryAfterBody int64
 }
 
 // Error describes the failure in one line: the call, the status, the class
@@ -204,9 +212,11 @@ func classify(status int, problemJSON bool, hint, code string, tokenEndpoint boo
 		return ClassServer
 	case status >= 400:
 		return ClassInvalid
+	case status >= 300:
+		return ClassRedirected
 	}
-	// 1xx/3xx that reached us: nothing Kommo documents; treat it as a
-	// passing server-side oddity rather than a verdict on the request.
+	// 1xx that reached us: nothing Kommo documents; treat it as a passing
+	// server-side oddity rather than a verdict on the request.
 	return ClassServer
 }
 
@@ -229,6 +239,9 @@ type problem struct {
 	ErrorDescription string          `json:"error_description"`
 	Message          string          `json:"message"`
 	ValidationErrors json.RawMessage `json:"validation-errors"`
+	// RetryAfter is a 429's wait in seconds (Kommo's HTTP-codes page);
+	// a number or a numeric string.
+	RetryAfter json.RawMessage `json:"retry_after"`
 }
 
 // validationGroup is one element of validation-errors: Kommo groups the
@@ -262,6 +275,7 @@ func decodeErrorBody(e *Error, contentType string, body []byte, r *redactor) (is
 			e.Hint = r.clean(p.Hint)
 			e.Code = r.clean(p.Error)
 			e.ValidationErrors = decodeValidationErrors(p.ValidationErrors, r)
+			e.retryAfterBody = seconds(p.RetryAfter)
 		}
 	}
 	if !isJSON && (mt == "text/html" || strings.HasPrefix(trimmed, "<")) {
@@ -323,6 +337,20 @@ func snippet(s string, n int) string {
 	return s[:cut] + "…"
 }
 
+// seconds reads a JSON number or numeric string of seconds; 0 when absent,
+// unreadable or not positive.
+func seconds(raw json.RawMessage) int64 {
+	v := strings.Trim(strings.TrimSpace(string(raw)), `"`)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(f > 0) || f > 86400 {
+		if err == nil && f > 86400 {
+			return 86400
+		}
+		return 0
+	}
+	return int64(math.Ceil(f))
+}
+
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
 // It returns 0 when absent or unreadable, and never a negative duration.
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -365,6 +393,17 @@ func errorFromBody(op string, req *http.Request, status int, h http.Header, body
 	}
 	isJSON := decodeErrorBody(e, h.Get("Content-Type"), body, r)
 	e.Class = classify(status, isJSON, e.Hint, e.Code, tokenEndpoint)
+	if e.RetryAfter == 0 && e.retryAfterBody > 0 {
+		// Kommo's JSON 429 says "retry_after": seconds, like the header.
+		e.RetryAfter = min(time.Duration(e.retryAfterBody)*time.Second, 24*time.Hour)
+	}
+	if e.Class == ClassRedirected && e.Detail == "" {
+		where := "elsewhere"
+		if u, err := url.Parse(h.Get("Location")); err == nil && u.Hostname() != "" {
+			where = "to host " + r.clean(u.Hostname())
+		}
+		e.Detail = fmt.Sprintf("Kommo redirected %s; widgetq follows no redirects (has the account's address changed?)", where)
+	}
 	return e
 }
 

@@ -49,7 +49,8 @@ func TestClassify(t *testing.T) {
 		{503, true, "", "", false, ClassServer, true},
 		{504, false, "", "", false, ClassServer, true},
 		{599, false, "", "", false, ClassServer, true},
-		{302, false, "", "", false, ClassServer, true},
+		{302, false, "", "", false, ClassRedirected, false},
+		{301, true, "", "", true, ClassRedirected, false},
 	}
 	for _, c := range cases {
 		got := classify(c.status, c.json, c.hint, c.code, c.tokenEndpoint)
@@ -178,6 +179,40 @@ func TestErrorFromBody(t *testing.T) {
 			status: 429,
 			header: map[string]string{"Retry-After": "soon"},
 			want:   want{class: ClassRateLimited},
+		},
+		{
+			name:   "429 JSON with retry_after (Kommo's HTTP-codes page)",
+			status: 429,
+			header: map[string]string{"Content-Type": "application/json"},
+			body:   `{"title":"Too Many Requests","type":"https://httpstatus.es/429","status":429,"detail":"Too many requests","retry_after":300}`,
+			want:   want{class: ClassRateLimited, title: "Too Many Requests", detail: "Too many requests", retryAfter: 300 * time.Second},
+		},
+		{
+			name:   "429 with both: the header wins",
+			status: 429,
+			header: map[string]string{"Content-Type": "application/json", "Retry-After": "7"},
+			body:   `{"title":"Too Many Requests","retry_after":"300"}`,
+			want:   want{class: ClassRateLimited, title: "Too Many Requests", retryAfter: 7 * time.Second},
+		},
+		{
+			name:   "429 retry_after unreadable",
+			status: 429,
+			header: map[string]string{"Content-Type": "application/json"},
+			body:   `{"title":"Too Many Requests","retry_after":-4}`,
+			want:   want{class: ClassRateLimited, title: "Too Many Requests"},
+		},
+		{
+			name:   "402 JSON with Kommo's detail",
+			status: 402,
+			header: map[string]string{"Content-Type": "application/json"},
+			body:   `{"title":"Payment Required","status":402,"detail":"Account tariff does not allow API access"}`,
+			want:   want{class: ClassPaymentRequired, title: "Payment Required", detail: "Account tariff does not allow API access"},
+		},
+		{
+			name:   "302 to another host: not followed",
+			status: 302,
+			header: map[string]string{"Location": "https://attacker.example/steal?token=x"},
+			want:   want{class: ClassRedirected, detail: "Kommo redirected to host attacker.example; widgetq follows no redirects (has the account's address changed?)"},
 		},
 		{
 			name:   "500 proxy HTML",

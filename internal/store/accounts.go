@@ -80,9 +80,26 @@ func (a *Account) Info() Info {
 
 func (s *Store) accountKey(n int64) string { return s.key("acct", id(n)) }
 
-// PutAccount stores an account's credentials, replacing any before.
-func (s *Store) PutAccount(ctx context.Context, a Account) error {
+// CheckAccount names what makes an account unacceptable: a bad field, or
+// (with WithHosts) a base URL off the Kommo host allow-list — the error
+// then reads "account N: base_url: host … is not an allowed Kommo host"
+// and is a *kommohost.Error underneath.
+func (s *Store) CheckAccount(a Account) error {
 	if err := a.Validate(); err != nil {
+		return err
+	}
+	if s.hosts != nil {
+		if err := s.hosts.Check(a.BaseURL); err != nil {
+			return fmt.Errorf("account %d: base_url: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+// PutAccount stores an account's credentials, replacing any before. It
+// refuses what CheckAccount refuses.
+func (s *Store) PutAccount(ctx context.Context, a Account) error {
+	if err := s.CheckAccount(a); err != nil {
 		return err
 	}
 	u, _ := url.Parse(strings.TrimSpace(a.BaseURL))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/seal"
 )
 
@@ -27,6 +28,7 @@ type Store struct {
 	prefix string
 	now    func() time.Time
 	keys   *seal.Keys
+	hosts  *kommohost.List
 	// LockTTL bounds how long a dead holder keeps an account's refresh
 	// lock (default 60s; a refresh is bounded by its 30s timeout).
 	LockTTL time.Duration
@@ -50,6 +52,19 @@ func (s *Store) WithKeys(keys *seal.Keys) *Store {
 	s.keys = keys
 	return s
 }
+
+// WithHosts makes the store refuse an account whose base URL is not on the
+// Kommo host allow-list (see CheckAccount). Without it, any well-formed
+// URL is stored; every widgetq command sets it. Call it before the store
+// is shared.
+func (s *Store) WithHosts(h *kommohost.List) *Store {
+	s.hosts = h
+	return s
+}
+
+// Hosts returns the allow-list the store checks accounts against (nil:
+// none).
+func (s *Store) Hosts() *kommohost.List { return s.hosts }
 
 // Keys returns the store's sealing keys (nil without).
 func (s *Store) Keys() *seal.Keys { return s.keys }

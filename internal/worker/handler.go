@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/metrics"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/retry"
@@ -35,6 +37,9 @@ const (
 	// ClassInternal: widgetq's own Redis failed, or the worker lacks the
 	// secret key a value was sealed with; retried like a 5xx.
 	ClassInternal = "internal"
+	// ClassHostNotAllowed: the account's base URL is not on the Kommo host
+	// allow-list (WIDGETQ_KOMMO_HOSTS); nothing is sent to it.
+	ClassHostNotAllowed = "host_not_allowed"
 )
 
 // Config tunes the handler. Zero fields take defaults.
@@ -42,8 +47,14 @@ type Config struct {
 	// OAuth is the integration's client; nil or without a ClientID, tokens
 	// are used as stored and never refreshed.
 	OAuth *kommo.OAuthConfig
+	// Hosts is the allow-list of Kommo hosts: an account whose base URL is
+	// not on it fails host_not_allowed before any request, and the default
+	// Transport's dialer refuses private and link-local addresses it does
+	// not list (nil: kommohost.Default).
+	Hosts *kommohost.List
 	// Transport carries requests to Kommo (default: a clone of
-	// http.DefaultTransport with larger idle pools).
+	// http.DefaultTransport with larger idle pools, dialing only what
+	// Hosts allows). Redirects are never followed.
 	Transport http.RoundTripper
 	// RequestTimeout bounds each request to Kommo (default 30s).
 	RequestTimeout time.Duration
@@ -75,6 +86,9 @@ func (c Config) WithDefaults() Config {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 1000
 		t.MaxIdleConnsPerHost = 100
+		t.Proxy = nil // an environment proxy would be dialed instead of the checked host
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: c.Hosts.Control}
+		t.DialContext = d.DialContext
 		c.Transport = t
 	}
 	if c.RequestTimeout <= 0 {
@@ -132,7 +146,7 @@ func TaskSeries() [][3]string {
 		failing = append(failing, string(c))
 	}
 	retrying = append(retrying, ClassInternal)
-	failing = append(failing, ClassAccountUnknown, ClassInternal)
+	failing = append(failing, ClassAccountUnknown, ClassHostNotAllowed, ClassInternal)
 	var out [][3]string
 	for _, t := range []struct {
 		typ       string
@@ -288,7 +302,10 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 			maxWait = max(time.Until(dl)-h.cfg.RequestTimeout, h.cfg.MaxWait)
 		}
 	}
-	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, account: acct.ID, maxWait: maxWait, a: a, m: h.cfg.Metrics}}
+	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, account: acct.ID, maxWait: maxWait, a: a, m: h.cfg.Metrics},
+		// A redirect would carry the request (and, on a refresh, the client
+		// secret) to a host nobody checked: Kommo's 3xx is an error.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var auth kommo.Authenticator = kommo.StaticToken(acct.AccessToken)
 	if h.cfg.OAuth != nil && h.cfg.OAuth.ClientID != "" {
 		oauth := *h.cfg.OAuth
@@ -310,6 +327,9 @@ func (h *Handler) account(_ context.Context, a *attempt) (*store.Account, error)
 	acct, blk := a.acct, a.block
 	if acct == nil {
 		return nil, &permanent{ClassAccountUnknown, fmt.Sprintf("no credentials stored for account %d", a.account)}
+	}
+	if err := h.cfg.Hosts.Check(acct.BaseURL); err != nil {
+		return nil, &permanent{ClassHostNotAllowed, fmt.Sprintf("account %d: base_url: %v; nothing was sent (store the account again with its Kommo URL, or list the host)", a.account, err)}
 	}
 	if blk != nil {
 		return nil, &permanent{string(kommo.ClassBlocked), fmt.Sprintf("account %d is marked blocked by Kommo since %s (until %s, or until an operator unblocks it); nothing was sent",

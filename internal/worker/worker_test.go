@@ -17,6 +17,7 @@ import (
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/retry"
@@ -77,6 +78,10 @@ func (e *env) oauth() *kommo.OAuthConfig {
 
 // startWorker runs one in-process worker until the test ends, or until
 // the function it returns is called.
+// sandboxHosts allows the sandbox's loopback address, as
+// WIDGETQ_KOMMO_HOSTS=127.0.0.1 does.
+var sandboxHosts, _ = kommohost.Parse("127.0.0.1")
+
 func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, concurrency int) (stop func()) {
 	t.Helper()
 	lc.Prefix = e.prefix
@@ -86,6 +91,9 @@ func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, c
 	}
 	if wc.OAuth == nil {
 		wc.OAuth = e.oauth()
+	}
+	if wc.Hosts == nil {
+		wc.Hosts = sandboxHosts
 	}
 	if wc.Policy == (retry.Policy{}) {
 		wc.Policy = retry.Policy{Base: 100 * time.Millisecond, Cap: time.Second}
@@ -506,7 +514,7 @@ func TestReconcileGivesArchivedTasksTheirVerdict(t *testing.T) {
 	srv.Shutdown()
 
 	lim, _ := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
-	h := worker.NewHandler(e.st, lim, worker.Config{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	h := worker.NewHandler(e.st, lim, worker.Config{Hosts: sandboxHosts, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
 	n, err := h.Reconcile(ctx, insp, []string{e.queue, "no-such-queue"}, time.Now().Add(-time.Hour))
 	if err != nil || n != 1 {
 		t.Fatalf("reconciled %d, %v; want 1", n, err)
