@@ -238,16 +238,38 @@ func newAccountsRemoveCmd(a *app) *cobra.Command {
 }
 
 func newAccountsUnblockCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "unblock ID",
-		Short: "Clear an account's Kommo block mark (once Kommo support lifted the block)",
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "unblock ID | --all",
+		Short: "Clear an account's Kommo block mark, or every mark and the pause of all Kommo traffic",
 		Long: `Clears the mark widgetq sets when Kommo answers an account with its HTML
 403 block page. Until the mark is cleared (or runs out), the account's
 tasks fail at once without calling Kommo. Replay them afterwards with
-'enqueue replay --account ID'.`,
-		Args:    cobra.ExactArgs(1),
+'enqueue replay --account ID'.
+
+--all clears every account's mark and lifts the pause of all Kommo
+traffic that the workers start when blocks come from several accounts at
+once (Kommo blocked the IP): do it once Kommo support lifted the block.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		PreRunE: a.needRedis,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				n, paused, err := a.st.UnblockAll(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "%d accounts unblocked", n)
+				if paused {
+					fmt.Fprint(a.stdout, "; the pause of all Kommo traffic is lifted")
+				}
+				fmt.Fprintln(a.stdout)
+				return nil
+			}
 			id, err := parseID(args[0])
 			if err != nil {
 				return err
@@ -264,6 +286,8 @@ tasks fail at once without calling Kommo. Replay them afterwards with
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&all, "all", false, "every account, and the pause of all Kommo traffic")
+	return cmd
 }
 
 // open opens FILE or stdin ("-").

@@ -245,6 +245,38 @@ func TestAccountsOffTheHostListAreRefused(t *testing.T) {
 	}
 }
 
+// TestStatusShowsAndUnblockAllLiftsTheKommoPause: the pause every worker
+// takes on an IP block is in status, and unblock --all lifts it with every
+// account's mark.
+func TestStatusShowsAndUnblockAllLiftsTheKommoPause(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	for _, a := range []int64{11, 12, 13} {
+		_ = e.st.MarkBlocked(ctx, store.Block{AccountID: a}, time.Hour)
+		if _, err := e.st.NoteBlock(ctx, a, time.Minute, 3, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := e.cli(t, "", "status")
+	if !regexp.MustCompile(`KOMMO PAUSED +all traffic, by every worker, until .*accounts \[11 12 13\].*unblock --all`).MatchString(o.stdout) ||
+		!strings.Contains(o.stdout, "BLOCKED ACCOUNTS  3") {
+		t.Fatalf("status:\n%s", o.stdout)
+	}
+	if o := e.cli(t, "", "accounts", "unblock", "--all", "12"); o.code != 2 {
+		t.Fatalf("--all with an ID: %+v", o)
+	}
+	if o := e.cli(t, "", "accounts", "unblock", "--all"); o.code != 0 || !strings.Contains(o.stdout, "3 accounts unblocked; the pause of all Kommo traffic is lifted") {
+		t.Fatalf("unblock --all: %+v", o)
+	}
+	if p, _ := e.st.KommoPaused(ctx); p != nil {
+		t.Fatal("still paused")
+	}
+	if o := e.cli(t, "", "status"); strings.Contains(o.stdout, "KOMMO PAUSED") || !strings.Contains(o.stdout, "BLOCKED ACCOUNTS  0") {
+		t.Fatalf("status after:\n%s", o.stdout)
+	}
+}
+
 func TestInstallAndUninstall(t *testing.T) {
 	t.Parallel()
 	e := setup(t)

@@ -281,6 +281,12 @@ func newStatusCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if p, err := a.st.KommoPaused(ctx); err != nil {
+				return err
+			} else if p.For(time.Now()) > 0 {
+				fmt.Fprintf(tw, "\nKOMMO PAUSED\tall traffic, by every worker, until %s: HTML 403 blocks from accounts %v at once (an IP block); lift with `enqueue accounts unblock --all` once Kommo support lifted it\n",
+					p.Until.Format(time.RFC3339), p.Accounts)
+			}
 			fmt.Fprintf(tw, "\nBLOCKED ACCOUNTS\t%d\n", len(blocked))
 			for _, b := range blocked {
 				fmt.Fprintf(tw, "  %d\tsince %s, until %s (request %s)\n", b.AccountID, b.Since.Format(time.RFC3339), b.Until.Format(time.RFC3339), b.RequestID)

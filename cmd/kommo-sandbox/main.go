@@ -54,17 +54,17 @@ Flags:
 `
 
 type options struct {
-	addr, accountsOut, subdomainPrefix    string
-	accounts, firstID, rate, globalRate   int
-	blockAfter, fillerWidgets             int
-	tokenLifetime, retryAfter             time.Duration
-	blockWindow, blockFor                 time.Duration
-	latency, latencyJitter, hangFor       time.Duration
-	rateLimitBody                         string
-	clientID, clientSecret, redirectURI   string
-	errorRate, resetRate, hangRate, trunc float64
-	errorHTML, delete200                  bool
-	seed                                  uint64
+	addr, accountsOut, subdomainPrefix      string
+	accounts, firstID, rate, globalRate     int
+	blockAfter, blockIPAfter, fillerWidgets int
+	tokenLifetime, retryAfter               time.Duration
+	blockWindow, blockFor                   time.Duration
+	latency, latencyJitter, hangFor         time.Duration
+	rateLimitBody                           string
+	clientID, clientSecret, redirectURI     string
+	errorRate, resetRate, hangRate, trunc   float64
+	errorHTML, delete200                    bool
+	seed                                    uint64
 }
 
 // run serves until ctx is done. ready, when not nil, receives the address
@@ -88,11 +88,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", 24*time.Hour, "access token lifetime")
 	fs.IntVar(&o.rate, "rate", 7, "requests per second allowed per account, judged on arrival over any second (-1: no limit)")
 	fs.IntVar(&o.globalRate, "global-rate", 0, "requests per second allowed over all accounts (0: no limit)")
-	fs.StringVar(&o.rateLimitBody, "ratelimit-body", "html", "body of a 429: html, empty or json")
+	fs.StringVar(&o.rateLimitBody, "ratelimit-body", "html", "body of a 429: html, empty, json, or json-retry-after (Kommo's JSON with retry_after in the body, no header)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 0, "send Retry-After on 429s, rounded up to seconds (0: don't)")
 	fs.IntVar(&o.blockAfter, "block-after", 10, "429s within -block-window an account may take before it is blocked (-1: never block)")
 	fs.DurationVar(&o.blockWindow, "block-window", time.Minute, "window in which 429s are counted towards a block")
 	fs.DurationVar(&o.blockFor, "block-for", time.Hour, "how long a block lasts (HTML 403 on every request)")
+	fs.IntVar(&o.blockIPAfter, "block-ip-after", 0, "IP-block mode: once this many accounts are blocked at once, every account's requests get the block page for -block-for (0: off)")
 	fs.DurationVar(&o.latency, "latency", 0, "added to every answer")
 	fs.DurationVar(&o.latencyJitter, "latency-jitter", 0, "latency varies uniformly by ± this much")
 	fs.Float64Var(&o.errorRate, "error-rate", 0, "share of requests answered with 500/502/503/504")
@@ -115,8 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return fmt.Errorf("-accounts must be 0..1000000, got %d", o.accounts)
 	case o.firstID <= 0:
 		return fmt.Errorf("-first-account-id must be positive, got %d", o.firstID)
-	case o.rateLimitBody != "html" && o.rateLimitBody != "empty" && o.rateLimitBody != "json":
-		return fmt.Errorf("-ratelimit-body must be html, empty or json, got %q", o.rateLimitBody)
+	case o.rateLimitBody != "html" && o.rateLimitBody != "empty" && o.rateLimitBody != "json" && o.rateLimitBody != "json-retry-after":
+		return fmt.Errorf("-ratelimit-body must be html, empty, json or json-retry-after, got %q", o.rateLimitBody)
 	}
 
 	catalog := sandbox.DefaultCatalog()
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		ClientID: o.clientID, ClientSecret: o.clientSecret, RedirectURI: o.redirectURI,
 		TokenLifetime: o.tokenLifetime, RatePerSecond: o.rate, GlobalRatePerSecond: o.globalRate,
 		RateLimitBody: o.rateLimitBody, RetryAfter: o.retryAfter,
-		BlockAfter: o.blockAfter, BlockWindow: o.blockWindow, BlockFor: o.blockFor,
+		BlockAfter: o.blockAfter, BlockWindow: o.blockWindow, BlockFor: o.blockFor, BlockIPAfter: o.blockIPAfter,
 		Latency: o.latency, LatencyJitter: o.latencyJitter, DeleteAnswer200: o.delete200,
 		Widgets: catalog, Seed: o.seed,
 	})

@@ -26,13 +26,13 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	}
 	for _, name := range []string{"addr", "accounts", "first-account-id", "subdomain-prefix", "accounts-out", "client-id", "client-secret",
 		"redirect-uri", "token-lifetime", "rate", "global-rate", "ratelimit-body", "retry-after", "block-after", "block-window",
-		"block-for", "latency", "latency-jitter", "error-rate", "error-html", "reset-rate", "hang-rate", "hang-for",
+		"block-for", "block-ip-after", "latency", "latency-jitter", "error-rate", "error-html", "reset-rate", "hang-rate", "hang-for",
 		"truncate-rate", "delete-200", "filler-widgets", "seed"} {
 		if !strings.Contains(out.String(), "\n  -"+name+" ") && !strings.Contains(out.String(), "\n  -"+name+"\n") {
 			t.Errorf("-help does not document -%s", name)
 		}
 	}
-	if n := strings.Count(out.String(), "\n  -"); n != 27 {
+	if n := strings.Count(out.String(), "\n  -"); n != 28 {
 		t.Errorf("-help lists %d flags; update this test's list when adding one", n)
 	}
 }

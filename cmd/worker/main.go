@@ -81,6 +81,8 @@ type config struct {
 	queues                                    map[string]int
 	shutdownTimeout, requestTimeout, blockFor time.Duration
 	retryBase, retryCap                       time.Duration
+	ipBlockAccounts                           int
+	ipBlockWindow, ipBlockPause               time.Duration
 	logFormat                                 string
 	logLevel                                  slog.Level
 	demo                                      bool
@@ -137,6 +139,9 @@ var settings = []envFlag{
 	{"retry-base", "WIDGETQ_RETRY_BASE", "2s", "first retry delay after a retryable failure (exponential, with jitter)"},
 	{"retry-cap", "WIDGETQ_RETRY_CAP", "10m", "longest retry delay"},
 	{"block-for", "WIDGETQ_BLOCK_FOR", "24h", "how long an account blocked by Kommo (HTML 403) is left alone, unless unblocked"},
+	{"ip-block-accounts", "WIDGETQ_IP_BLOCK_ACCOUNTS", "3", "HTML 403 blocks from this many accounts within -ip-block-window mean Kommo blocks the IP: every worker pauses all Kommo traffic"},
+	{"ip-block-window", "WIDGETQ_IP_BLOCK_WINDOW", "5m", "the window of -ip-block-accounts"},
+	{"ip-block-pause", "WIDGETQ_IP_BLOCK_PAUSE", "1h", "how long all Kommo traffic stays paused after an IP block, unless `enqueue accounts unblock --all`"},
 	{"log-format", "WIDGETQ_LOG_FORMAT", "text", "log format: text or json"},
 	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
@@ -255,6 +260,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.retryBase = durVal("retry-base")
 	c.retryCap = durVal("retry-cap")
 	c.blockFor = durVal("block-for")
+	c.ipBlockAccounts = intVal("ip-block-accounts", 1)
+	c.ipBlockWindow = durVal("ip-block-window")
+	c.ipBlockPause = durVal("ip-block-pause")
 	if c.retryCap < c.retryBase {
 		err = errors.Join(err, usagef("retry-cap %s is below retry-base %s", c.retryCap, c.retryBase))
 	}
@@ -401,6 +409,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m := metrics.New()
 	h := worker.NewHandler(st, lim, worker.Config{
 		OAuth: oauth, Hosts: c.hosts, RequestTimeout: c.requestTimeout, BlockFor: c.blockFor,
+		IPBlockAccounts: c.ipBlockAccounts, IPBlockWindow: c.ipBlockWindow, IPBlockPause: c.ipBlockPause,
 		Policy: retry.Policy{Base: c.retryBase, Cap: c.retryCap}, Logger: log, Metrics: m,
 	})
 	var serving atomic.Bool
@@ -421,6 +430,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return errors.New("not serving tasks (starting or stopping)")
 			}
 			return conn.Ping(ctx, rdb)
+		}, Detail: func(ctx context.Context) string {
+			p, err := st.KommoPaused(ctx)
+			if err != nil || p.For(time.Now()) == 0 {
+				return ""
+			}
+			return fmt.Sprintf("kommo: all traffic paused until %s (HTML 403 blocks from accounts %v at once: an IP block); `enqueue accounts unblock --all` lifts it",
+				p.Until.Format(time.RFC3339), p.Accounts)
 		}, Extra: map[string]http.Handler{"/ui/": ui, "GET /results": results, "POST /results/replay": http.HandlerFunc(results.Replay)}}))
 		if addr != c.adminAddr && !strings.HasSuffix(c.adminAddr, ":0") {
 			log.Warn("admin address taken (another worker on this host?): serving on the next free port; give each worker -admin-addr to choose", "wanted", c.adminAddr, "addr", addr)
@@ -430,7 +446,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		for q := range c.queues {
 			names = append(names, q)
 		}
-		go m.RefreshLoop(ctx, 10*time.Second, insp, names, func() (int, error) { return st.CountBlocked(ctx) })
+		go m.RefreshLoop(ctx, 10*time.Second, insp, names, func() (metrics.State, error) {
+			n, err := st.CountBlocked(ctx)
+			if err != nil {
+				return metrics.State{}, err
+			}
+			p, err := st.KommoPaused(ctx)
+			return metrics.State{Blocked: n, KommoPausedFor: p.For(time.Now())}, err
+		})
 	}
 	srv, mux := worker.NewServer(conn.Opt, h, worker.ServerConfig{
 		Concurrency: c.concurrency, Queues: c.queues, ShutdownTimeout: c.shutdownTimeout, Logger: log,

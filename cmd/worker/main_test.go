@@ -361,11 +361,22 @@ func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
 	if strings.Contains(body, a.AccessToken) || strings.Contains(body, "eXaMp1E") || strings.Contains(body, "a1") {
 		t.Fatal("/metrics holds an account's data")
 	}
+	// An IP block (blocks from three accounts at once): /readyz says all
+	// Kommo traffic is paused; the gauge follows with the refresh.
+	for _, a := range []int64{91, 92, 93} {
+		if _, err := f.St.NoteBlock(context.Background(), a, time.Minute, 3, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := get(t, base+"/readyz", ""); code != 200 || !strings.Contains(body, "kommo: all traffic paused until") || !strings.Contains(body, "[91 92 93]") {
+		t.Fatalf("readyz during a pause: %d %s", code, body)
+	}
 	// Queue state arrives from the background refresh (every 10 s).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, body = get(t, base+"/metrics", "")
-		if strings.Contains(body, `widgetq_queue_tasks{queue="`+f.Queue+`",state="completed"} 1`) && strings.Contains(body, "widgetq_blocked_accounts 0") {
+		if strings.Contains(body, `widgetq_queue_tasks{queue="`+f.Queue+`",state="completed"} 1`) && strings.Contains(body, "widgetq_blocked_accounts 0") &&
+			regexp.MustCompile(`(?m)^widgetq_kommo_paused_seconds [1-9]`).MatchString(body) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -30,6 +31,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Ready reports whether the worker can do its job (nil: ready).
 	Ready func(context.Context) error
+	// Detail, when set, adds lines to /readyz's answer whatever it is
+	// (e.g. that all Kommo traffic is paused).
+	Detail func(context.Context) string
 	// Extra routes, behind the same token (e.g. a console).
 	Extra map[string]http.Handler
 }
@@ -74,10 +78,12 @@ func Handler(cfg Config) http.Handler {
 			if err := cfg.Ready(ctx); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				fmt.Fprintln(w, "not ready:", err)
+				cfg.detail(ctx, w)
 				return
 			}
 		}
 		fmt.Fprintln(w, "ready")
+		cfg.detail(r.Context(), w)
 	})))
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.auth(promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{})))
@@ -86,6 +92,15 @@ func Handler(cfg Config) http.Handler {
 		mux.Handle(p, cfg.auth(h))
 	}
 	return mux
+}
+
+func (cfg Config) detail(ctx context.Context, w io.Writer) {
+	if cfg.Detail == nil {
+		return
+	}
+	if d := cfg.Detail(ctx); d != "" {
+		fmt.Fprintln(w, d)
+	}
 }
 
 func (cfg Config) auth(h http.Handler) http.Handler {

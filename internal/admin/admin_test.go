@@ -59,6 +59,13 @@ func TestRoutesAndAuth(t *testing.T) {
 	if got := do("/readyz", "Bearer s3cret"); got != 200 {
 		t.Errorf("readyz when ready: %d", got)
 	}
+	// Detail lines follow the verdict.
+	h = Handler(Config{Ready: func(context.Context) error { return nil }, Detail: func(context.Context) string { return "kommo: all traffic paused" }})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 200 || rec.Body.String() != "ready\nkommo: all traffic paused\n" {
+		t.Errorf("readyz with detail: %d %q", rec.Code, rec.Body.String())
+	}
 }
 
 func TestCandidates(t *testing.T) {

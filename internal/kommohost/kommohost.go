@@ -11,13 +11,13 @@
 package kommohost
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
-	"syscall"
 )
 
 // EnvVar is the variable every widgetq process reads the list from.
@@ -34,7 +34,11 @@ type List struct {
 	suffixes []string     // ".kommo.com": any subdomain of kommo.com
 	exact    []string     // "sandbox.example", "localhost", "127.0.0.1"
 	ips      []netip.Addr // the exact entries that are IP literals
-	loopback bool         // "localhost" is listed: its addresses may be dialed
+	// local are the hosts listed as local: loopback ones (localhost,
+	// 127.0.0.1, ::1) and those listed with "http://" (a sandbox on a
+	// private network). They may be reached over http, with a path, at
+	// private addresses.
+	local []string
 }
 
 var defaultList = mustParse(Default)
@@ -49,8 +53,11 @@ func mustParse(s string) *List {
 
 // Parse reads a comma-separated list: an entry starting with a dot is a
 // domain suffix (".kommo.com" allows acme.kommo.com, not kommo.com
-// itself), anything else an exact host name or IP address. Ports are not
-// part of an entry: any port is allowed. An empty string is the Default.
+// itself), anything else an exact host name or IP address. An exact entry
+// written "http://host" is a local service (a sandbox in a container
+// network): plain http, a path prefix and private addresses are allowed
+// for it, as for loopback entries. Ports are not part of an entry: any
+// port is allowed. An empty string is the Default.
 func Parse(s string) (*List, error) {
 	if strings.TrimSpace(s) == "" {
 		s = Default
@@ -63,6 +70,15 @@ func Parse(s string) (*List, error) {
 			continue
 		}
 		names = append(names, e)
+		if h, ok := strings.CutPrefix(e, "http://"); ok {
+			if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err != nil && !isDomain(h) {
+				return nil, fmt.Errorf("%s: entry %q: want http:// and a host name or IP address, nothing after it", EnvVar, e)
+			}
+			h = host(strings.Trim(h, "[]"))
+			l.exact = append(l.exact, h)
+			l.local = append(l.local, h)
+			continue
+		}
 		if strings.HasPrefix(e, ".") {
 			d := strings.TrimPrefix(e, ".")
 			if !isDomain(d) || !strings.Contains(d, ".") {
@@ -72,15 +88,19 @@ func Parse(s string) (*List, error) {
 			continue
 		}
 		if ip, err := netip.ParseAddr(strings.Trim(e, "[]")); err == nil {
-			l.ips = append(l.ips, ip.Unmap())
-			l.exact = append(l.exact, ip.Unmap().String())
+			ip = ip.Unmap()
+			l.ips = append(l.ips, ip)
+			l.exact = append(l.exact, ip.String())
+			if ip.IsLoopback() {
+				l.local = append(l.local, ip.String())
+			}
 			continue
 		}
 		if !isDomain(e) {
-			return nil, fmt.Errorf("%s: entry %q: want a host name, an IP address, or a .domain suffix (no scheme, port or path)", EnvVar, e)
+			return nil, fmt.Errorf("%s: entry %q: want a host name, an IP address, a .domain suffix or http://host (no port or path)", EnvVar, e)
 		}
 		if e == "localhost" {
-			l.loopback = true
+			l.local = append(l.local, e)
 		}
 		l.exact = append(l.exact, e)
 	}
@@ -148,13 +168,14 @@ func (l *List) match(h string) (listed, exact bool) {
 	return false, false
 }
 
-// isLoopback reports whether h names this machine.
-func isLoopback(h string) bool {
-	if h == "localhost" {
-		return true
+// isLocal reports whether h is listed as a local service.
+func (l *List) isLocal(h string) bool {
+	for _, e := range l.local {
+		if h == e {
+			return true
+		}
 	}
-	ip, err := netip.ParseAddr(h)
-	return err == nil && ip.IsLoopback()
+	return false
 }
 
 // Error is a base URL the list refuses, and the rule it breaks. It never
@@ -171,10 +192,10 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("host %q %s", e.Host, e.Rule)
 }
 
-// Check checks an account's API base URL: https (http only for a loopback
-// host listed exactly), no user or password, no query or fragment, a host
-// on the list, and no path but the account's root (a listed loopback host,
-// such as the sandbox, may carry a path prefix).
+// Check checks an account's API base URL: https (http only for a host
+// listed as local: loopback, or an http:// entry), no user or password, no
+// query or fragment, a host on the list, and no path but the account's
+// root (a local host, such as the sandbox, may carry a path prefix).
 func (l *List) Check(raw string) error {
 	l = l.orDefault()
 	u, err := url.Parse(strings.TrimSpace(raw))
@@ -191,13 +212,12 @@ func (l *List) Check(raw string) error {
 		return &Error{Rule: "must not carry a query or fragment"}
 	}
 	h := host(u.Hostname())
-	listed, exact := l.match(h)
-	if !listed {
+	if listed, _ := l.match(h); !listed {
 		return &Error{Host: h, Rule: fmt.Sprintf("is not an allowed Kommo host (%s=%s)", EnvVar, l.raw)}
 	}
-	local := exact && isLoopback(h)
+	local := l.isLocal(h)
 	if u.Scheme == "http" && !local {
-		return &Error{Host: h, Rule: "needs https (http only for a loopback host listed in " + EnvVar + ")"}
+		return &Error{Host: h, Rule: "needs https (http only for a loopback host, or one listed as http://host, in " + EnvVar + ")"}
 	}
 	if p := u.EscapedPath(); p != "" && p != "/" && !local {
 		return &Error{Host: h, Rule: fmt.Sprintf("must be the account's root, without a path (got %.40q)", p)}
@@ -208,20 +228,23 @@ func (l *List) Check(raw string) error {
 // Allowed reports whether Check passes.
 func (l *List) Allowed(raw string) bool { return l.Check(raw) == nil }
 
-// AllowsIP reports whether an address a name resolved to may be dialed:
-// any public address; a loopback, private, link-local, shared (CGNAT),
-// multicast or unspecified one only when it is listed itself (or, for
-// loopback, when localhost is).
-func (l *List) AllowsIP(ip netip.Addr) bool {
+// AllowsIP reports whether an address that host resolved to may be
+// dialed: any public address; a loopback, private, link-local, shared
+// (CGNAT), multicast or unspecified one only when it is listed itself or
+// host is listed as local (loopback, or an http:// entry).
+func (l *List) AllowsIP(h string, ip netip.Addr) bool {
 	l = l.orDefault()
 	ip = ip.Unmap()
+	if !ip.IsValid() {
+		return false
+	}
 	for _, a := range l.ips {
 		if a == ip {
 			return true
 		}
 	}
-	if ip.IsLoopback() {
-		return l.loopback
+	if l.isLocal(host(h)) {
+		return !ip.IsUnspecified() && !ip.IsMulticast()
 	}
 	return !special(ip)
 }
@@ -231,23 +254,51 @@ var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 // special reports whether ip is not a public unicast address.
 func special(ip netip.Addr) bool {
 	return ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() ||
-		ip.IsMulticast() || ip.IsUnspecified() || ip.IsLoopback() || cgnat.Contains(ip) || !ip.IsValid()
+		ip.IsMulticast() || ip.IsUnspecified() || ip.IsLoopback() || cgnat.Contains(ip)
 }
 
-// ErrAddressRefused is what the dialer returns for an address AllowsIP
-// refuses.
+// ErrAddressRefused is what the dialer returns when every address of a
+// host is one AllowsIP refuses.
 var ErrAddressRefused = errors.New("address refused")
 
-// Control is a net.Dialer Control function: it refuses to connect to an
-// address the list does not allow, whatever name led there.
-func (l *List) Control(_, address string, _ syscall.RawConn) error {
-	h, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return fmt.Errorf("kommo dial %s: %w", address, ErrAddressRefused)
+// Resolver looks host names up (net.DefaultResolver does).
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// DialContext returns a dial function for an http.Transport that resolves
+// the host itself and connects only to addresses AllowsIP allows for it,
+// so a listed name cannot be rebound to 169.254.169.254 or 10.0.0.1. r nil
+// is net.DefaultResolver.
+func (l *List) DialContext(d *net.Dialer, r Resolver) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if r == nil {
+		r = net.DefaultResolver
 	}
-	ip, err := netip.ParseAddr(h)
-	if err != nil || !l.AllowsIP(ip) {
-		return fmt.Errorf("kommo dial %s: %w: private, loopback or link-local, and not listed in %s", address, ErrAddressRefused, EnvVar)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		h, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		var ips []netip.Addr
+		if ip, err := netip.ParseAddr(h); err == nil {
+			ips = []netip.Addr{ip}
+		} else if ips, err = r.LookupNetIP(ctx, "ip", h); err != nil {
+			return nil, err
+		}
+		var lastErr error
+		for _, ip := range ips {
+			if !l.AllowsIP(h, ip) {
+				continue
+			}
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+			if err == nil {
+				return c, nil
+			}
+			lastErr = err
+		}
+		if lastErr != nil {
+			return nil, lastErr
+		}
+		return nil, fmt.Errorf("kommo dial %s: %w: it resolves only to private, loopback or link-local addresses, and is not listed as local in %s", h, ErrAddressRefused, EnvVar)
 	}
-	return nil
 }

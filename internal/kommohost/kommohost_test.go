@@ -1,16 +1,23 @@
 package kommohost
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	def, _ := Parse("")
 	local, err := Parse("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandbox, err := Parse(".kommo.com,http://sandbox")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +53,9 @@ func TestCheck(t *testing.T) {
 		{local, "http://127.0.0.2:8090", "not an allowed Kommo host"},
 		{local, "http://localhost:8090", "not an allowed Kommo host"},
 		{local, "https://acme.kommo.com", "not an allowed Kommo host"},
+		{sandbox, "http://sandbox:8090/k/acct10001", ""},
+		{sandbox, "http://other:8090", "not an allowed Kommo host"},
+		{sandbox, "http://acme.kommo.com", "needs https"},
 	} {
 		err := c.list.Check(c.url)
 		switch {
@@ -79,9 +89,11 @@ func TestParse(t *testing.T) {
 		{"", Default, ""},
 		{" .Kommo.com , 127.0.0.1,, ::1 ", ".kommo.com,127.0.0.1,::1", ""},
 		{"localhost", "localhost", ""},
+		{"HTTP://Sandbox", "http://sandbox", ""},
+		{"http://sandbox:8090", "", "nothing after it"},
+		{"https://acme.kommo.com", "", "no port or path"},
 		{".com", "", "at least two labels"},
-		{"https://acme.kommo.com", "", "no scheme, port or path"},
-		{"acme.kommo.com:443", "", "no scheme, port or path"},
+		{"acme.kommo.com:443", "", "no port or path"},
 		{"a b", "", `entry "a b"`},
 		{",", "", "no host listed"},
 	} {
@@ -95,44 +107,101 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestDialerRefusesPrivateAddressesNotListed(t *testing.T) {
+func TestAllowsIP(t *testing.T) {
 	t.Parallel()
 	def, _ := Parse("")
 	local, _ := Parse("127.0.0.1,10.1.2.3")
-	byName, _ := Parse("localhost")
+	byName, _ := Parse("localhost,http://sandbox")
+	for _, c := range []struct {
+		list     *List
+		host, ip string
+		ok       bool
+	}{
+		{def, "acme.kommo.com", "93.184.216.34", true},
+		{def, "acme.kommo.com", "2606:2800:220:1:248:1893:25c8:1946", true},
+		{def, "acme.kommo.com", "127.0.0.1", false},
+		{def, "acme.kommo.com", "10.0.0.1", false},
+		{def, "acme.kommo.com", "172.16.5.4", false},
+		{def, "acme.kommo.com", "192.168.1.1", false},
+		{def, "acme.kommo.com", "169.254.169.254", false},
+		{def, "acme.kommo.com", "100.64.0.1", false},
+		{def, "acme.kommo.com", "0.0.0.0", false},
+		{def, "acme.kommo.com", "::1", false},
+		{def, "acme.kommo.com", "fe80::1", false},
+		{def, "acme.kommo.com", "fd00::1", false},
+		{def, "acme.kommo.com", "::ffff:169.254.169.254", false},
+		{local, "127.0.0.1", "127.0.0.1", true},
+		{local, "10.1.2.3", "10.1.2.3", true},
+		{local, "acme.kommo.com", "10.1.2.3", true}, // listed itself
+		{local, "10.1.2.4", "10.1.2.4", false},
+		{local, "127.0.0.2", "127.0.0.2", false},
+		{byName, "localhost", "127.0.0.1", true},
+		{byName, "localhost", "::1", true},
+		{byName, "sandbox", "172.18.0.5", true},
+		{byName, "SANDBOX.", "172.18.0.5", true},
+		{byName, "sandbox", "0.0.0.0", false},
+		{byName, "other", "172.18.0.5", false},
+	} {
+		if got := c.list.AllowsIP(c.host, netip.MustParseAddr(c.ip)); got != c.ok {
+			t.Errorf("%s at %s with %s: %v, want %v", c.host, c.ip, c.list, got, c.ok)
+		}
+	}
+}
+
+// resolver answers from a map, as DNS would (or as a rebinding attack).
+type resolver map[string][]netip.Addr
+
+func (r resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if ips, ok := r[host]; ok {
+		return ips, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func TestDialerConnectsOnlyWhereTheListAllows(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	loop := netip.MustParseAddr("127.0.0.1")
+	r := resolver{"acme.kommo.com": {loop}, "sandbox": {loop}, "both.kommo.com": {netip.MustParseAddr("10.9.9.9"), loop}}
+	def, _ := Parse("")
+	withSandbox, _ := Parse(".kommo.com,http://sandbox")
 	for _, c := range []struct {
 		list *List
-		ip   string
+		host string
 		ok   bool
 	}{
-		{def, "93.184.216.34", true},
-		{def, "2606:2800:220:1:248:1893:25c8:1946", true},
+		{def, "acme.kommo.com", false}, // a Kommo name rebound to loopback
+		{def, "both.kommo.com", false},
 		{def, "127.0.0.1", false},
-		{def, "10.0.0.1", false},
-		{def, "172.16.5.4", false},
-		{def, "192.168.1.1", false},
-		{def, "169.254.169.254", false},
-		{def, "100.64.0.1", false},
-		{def, "0.0.0.0", false},
-		{def, "::1", false},
-		{def, "fe80::1", false},
-		{def, "fd00::1", false},
-		{def, "::ffff:169.254.169.254", false},
-		{local, "127.0.0.1", true},
-		{local, "10.1.2.3", true},
-		{local, "10.1.2.4", false},
-		{local, "127.0.0.2", false},
-		{byName, "127.0.0.1", true},
-		{byName, "::1", true},
-		{byName, "10.0.0.1", false},
+		{withSandbox, "sandbox", true},
+		{withSandbox, "acme.kommo.com", false},
 	} {
-		if got := c.list.AllowsIP(netip.MustParseAddr(c.ip)); got != c.ok {
-			t.Errorf("%s with %s: %v, want %v", c.ip, c.list, got, c.ok)
+		dial := c.list.DialContext(&net.Dialer{Timeout: 5 * time.Second}, r)
+		conn, err := dial(context.Background(), "tcp", net.JoinHostPort(c.host, port))
+		if conn != nil {
+			conn.Close()
 		}
-		err := c.list.Control("tcp", netip.AddrPortFrom(netip.MustParseAddr(c.ip), 443).String(), nil)
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrAddressRefused)) {
-			t.Errorf("Control %s with %s: %v", c.ip, c.list, err)
+			t.Errorf("dial %s with %s: %v, want ok %v", c.host, c.list, err, c.ok)
 		}
+	}
+	// A name that does not resolve is the resolver's error, not a refusal.
+	if _, err := def.DialContext(&net.Dialer{}, r)(context.Background(), "tcp", "nowhere.kommo.com:443"); err == nil || errors.Is(err, ErrAddressRefused) {
+		t.Errorf("unresolvable: %v", err)
 	}
 }
 

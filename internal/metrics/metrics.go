@@ -26,11 +26,13 @@ type Metrics struct {
 	deferrals   prometheus.Counter
 	rateLimited prometheus.Counter
 	refreshes   *prometheus.CounterVec
+	pauses      prometheus.Counter
 
 	mu      sync.Mutex
 	queues  map[[2]string]float64 // (queue, state) → size
 	latency map[string]float64
 	blocked float64
+	paused  float64
 	scraped time.Time
 }
 
@@ -52,9 +54,11 @@ func New() *Metrics {
 			Help: "429 answers from Kommo."}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "widgetq_token_refreshes_total",
 			Help: "Token requests to Kommo by result (ok, error)."}, []string{"result"}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{Name: "widgetq_kommo_pauses_total",
+			Help: "Times this worker paused all Kommo traffic: HTML 403 blocks from several accounts at once (an IP block)."}),
 		queues: map[[2]string]float64{}, latency: map[string]float64{},
 	}
-	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, (*stateCollector)(m),
+	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, m.pauses, (*stateCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value is there from the first scrape, at zero:
 	// alerts and dashboards see a series before its first event.
@@ -79,6 +83,14 @@ func (m *Metrics) Task(typ, outcome, class string) {
 		return
 	}
 	m.tasks.WithLabelValues(typ, outcome, class).Inc()
+}
+
+// KommoPaused counts a pause of all Kommo traffic this worker started.
+func (m *Metrics) KommoPaused() {
+	if m == nil {
+		return
+	}
+	m.pauses.Inc()
 }
 
 // Deferred counts a task sent back for rate budget.
@@ -144,6 +156,7 @@ var (
 	queueSizeDesc    = prometheus.NewDesc("widgetq_queue_tasks", "Tasks in a queue by state (pending, active, scheduled, retry, archived, completed).", []string{"queue", "state"}, nil)
 	queueLatencyDesc = prometheus.NewDesc("widgetq_queue_latency_seconds", "Age of the oldest pending task of a queue.", []string{"queue"}, nil)
 	blockedDesc      = prometheus.NewDesc("widgetq_blocked_accounts", "Accounts marked blocked by Kommo.", nil, nil)
+	pausedDesc       = prometheus.NewDesc("widgetq_kommo_paused_seconds", "How long all Kommo traffic stays paused (an IP block suspected); 0: not paused.", nil, nil)
 	scrapeAgeDesc    = prometheus.NewDesc("widgetq_state_age_seconds", "Age of the queue and block figures (read from Redis in the background).", nil, nil)
 )
 
@@ -151,6 +164,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueSizeDesc
 	ch <- queueLatencyDesc
 	ch <- blockedDesc
+	ch <- pausedDesc
 	ch <- scrapeAgeDesc
 }
 
@@ -167,11 +181,20 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(queueLatencyDesc, prometheus.GaugeValue, v, q)
 	}
 	ch <- prometheus.MustNewConstMetric(blockedDesc, prometheus.GaugeValue, c.blocked)
+	ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, c.paused)
 	ch <- prometheus.MustNewConstMetric(scrapeAgeDesc, prometheus.GaugeValue, time.Since(c.scraped).Seconds())
 }
 
-// Refresh reads the queues' state and the blocked accounts' count now.
-func (m *Metrics) Refresh(insp *asynq.Inspector, queues []string, blocked func() (int, error)) error {
+// State is what Refresh reads from widgetq's own keys.
+type State struct {
+	// Blocked is how many accounts are marked blocked.
+	Blocked int
+	// KommoPausedFor is how long all Kommo traffic stays paused.
+	KommoPausedFor time.Duration
+}
+
+// Refresh reads the queues' state, and widgetq's through state, now.
+func (m *Metrics) Refresh(insp *asynq.Inspector, queues []string, state func() (State, error)) error {
 	qs := map[[2]string]float64{}
 	lat := map[string]float64{}
 	existing, err := insp.Queues()
@@ -196,22 +219,22 @@ func (m *Metrics) Refresh(insp *asynq.Inspector, queues []string, blocked func()
 		}
 		lat[q] = qi.Latency.Seconds()
 	}
-	b, err := blocked()
+	st, err := state()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.queues, m.latency, m.scraped = qs, lat, time.Now()
 	if err == nil {
-		m.blocked = float64(b)
+		m.blocked, m.paused = float64(st.Blocked), st.KommoPausedFor.Seconds()
 	}
 	return err
 }
 
 // RefreshLoop refreshes every interval until ctx ends.
-func (m *Metrics) RefreshLoop(ctx context.Context, every time.Duration, insp *asynq.Inspector, queues []string, blocked func() (int, error)) {
+func (m *Metrics) RefreshLoop(ctx context.Context, every time.Duration, insp *asynq.Inspector, queues []string, state func() (State, error)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		_ = m.Refresh(insp, queues, blocked)
+		_ = m.Refresh(insp, queues, state)
 		select {
 		case <-ctx.Done():
 			return

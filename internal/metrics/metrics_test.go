@@ -83,6 +83,7 @@ func TestKnownSeriesStartAtZero(t *testing.T) {
 		`widgetq_token_refreshes_total{result="error"} 0`,
 		`widgetq_limiter_deferrals_total 0`,
 		`widgetq_kommo_rate_limited_total 0`,
+		`widgetq_kommo_pauses_total 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("no %s before any event in\n%s", want, body)
@@ -97,7 +98,7 @@ func TestQueuesNotCreatedYetAreEmpty(t *testing.T) {
 	q := redistest.Unique(t)
 	insp := asynq.NewInspectorFromRedisClient(r.Client)
 	m := New()
-	if err := m.Refresh(insp, []string{q}, func() (int, error) { return 0, nil }); err != nil {
+	if err := m.Refresh(insp, []string{q}, func() (State, error) { return State{KommoPausedFor: 90 * time.Second}, nil }); err != nil {
 		t.Fatal(err)
 	}
 	body := scrape(t, m)
@@ -106,6 +107,7 @@ func TestQueuesNotCreatedYetAreEmpty(t *testing.T) {
 		`widgetq_queue_tasks{queue="` + q + `",state="archived"} 0`,
 		`widgetq_queue_latency_seconds{queue="` + q + `"} 0`,
 		`widgetq_blocked_accounts 0`,
+		`widgetq_kommo_paused_seconds 90`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("no %s for a queue with no task yet in\n%s", want, body)
@@ -117,7 +119,7 @@ func TestQueuesNotCreatedYetAreEmpty(t *testing.T) {
 	if _, err := c.Enqueue(asynq.NewTask("t", nil), asynq.Queue(q)); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Refresh(insp, []string{q}, func() (int, error) { return 0, nil }); err != nil {
+	if err := m.Refresh(insp, []string{q}, func() (State, error) { return State{KommoPausedFor: 90 * time.Second}, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if body := scrape(t, m); !strings.Contains(body, `widgetq_queue_tasks{queue="`+q+`",state="pending"} 1`) {

@@ -248,6 +248,8 @@ type TaskState struct {
 	Result  *Result
 	Account *Account
 	Block   *Block
+	// KommoPause is the pause on all Kommo traffic, when one is on.
+	KommoPause *KommoPause
 }
 
 // Begin reads a task's state in one round trip and, when markInFlight,
@@ -257,11 +259,12 @@ type TaskState struct {
 // Result is the state before the mark.
 func (s *Store) Begin(ctx context.Context, account int64, code string, markInFlight bool) (TaskState, error) {
 	var res, acct *redis.MapStringStringCmd
-	var blk *redis.StringCmd
+	var blk, pause *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		res = p.HGetAll(ctx, s.resultKey(account, code))
 		acct = p.HGetAll(ctx, s.accountKey(account))
 		blk = p.Get(ctx, s.key("blocked", id(account)))
+		pause = p.Get(ctx, s.kommoPauseKey())
 		if markInFlight {
 			p.HSet(ctx, s.resultKey(account, code), "inflight", s.now().UTC().Format(time.RFC3339Nano))
 		}
@@ -287,6 +290,9 @@ func (s *Store) Begin(ctx context.Context, account int64, code string, markInFli
 		if json.Unmarshal(raw, &b) == nil {
 			st.Block = &b
 		}
+	}
+	if v, err := pause.Result(); err == nil {
+		st.KommoPause = decodeKommoPause(v)
 	}
 	return st, nil
 }

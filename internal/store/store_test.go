@@ -343,3 +343,56 @@ func TestInFlightMarkIsClearedByAVerdict(t *testing.T) {
 		t.Fatal("a verdict left the in-flight mark")
 	}
 }
+
+func TestKommoPauseTripsOnBlocksFromSeveralAccounts(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	s := store.New(r.Client, redistest.Unique(t))
+	ctx := context.Background()
+	note := func(account int64) *store.KommoPause {
+		t.Helper()
+		p, err := s.NoteBlock(ctx, account, time.Minute, 3, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// One account blocked twice, another once: two accounts, no pause.
+	if note(1) != nil || note(1) != nil || note(2) != nil {
+		t.Fatal("tripped by two accounts")
+	}
+	if p, err := s.KommoPaused(ctx); p != nil || err != nil {
+		t.Fatalf("paused: %+v %v", p, err)
+	}
+	// A third account: every worker pauses.
+	p := note(3)
+	if p == nil || len(p.Accounts) != 3 || p.Until.Sub(p.Since) != time.Hour {
+		t.Fatalf("third account: %+v", p)
+	}
+	got, err := s.KommoPaused(ctx)
+	if err != nil || got == nil || !got.Until.Equal(p.Until.Truncate(time.Nanosecond)) || fmt.Sprint(got.Accounts) != "[1 2 3]" {
+		t.Fatalf("stored pause %+v %v, want %+v", got, err, p)
+	}
+	if st, _ := s.Begin(ctx, 9, "w", false); st.KommoPause == nil || st.KommoPause.For(time.Now()) <= 59*time.Minute {
+		t.Fatalf("Begin does not see the pause: %+v", st.KommoPause)
+	}
+	// A fourth does not start it again (it would not shorten it either).
+	if note(4) != nil {
+		t.Fatal("a pause already on was started again")
+	}
+	// Lifting ends it and forgets the blocks counted so far.
+	_ = s.MarkBlocked(ctx, store.Block{AccountID: 1}, time.Hour)
+	n, had, err := s.UnblockAll(ctx)
+	if err != nil || n != 1 || !had {
+		t.Fatalf("unblock all: %d %v %v", n, had, err)
+	}
+	if p, _ := s.KommoPaused(ctx); p != nil {
+		t.Fatal("still paused")
+	}
+	if b, _ := s.Blocked(ctx, 1); b != nil {
+		t.Fatal("account 1 still blocked")
+	}
+	if note(5) != nil {
+		t.Fatal("blocks from before the lift still counted")
+	}
+}

@@ -88,3 +88,57 @@ func TestTheDefaultTransportDialsOnlyWhatTheListAllows(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestAnIPBlockPausesAllKommoTraffic: Kommo blocks the IP, so every
+// account answers the HTML 403. After three accounts' blocks the workers
+// stop sending (the rest are deferred, no attempt spent, no 403 spent on
+// them); the pause runs out and they install.
+func TestAnIPBlockPausesAllKommoTraffic(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 8)
+	e.sb.BlockIP(time.Hour)
+	e.startWorker(t, worker.Config{IPBlockAccounts: 3, IPBlockWindow: time.Minute, IPBlockPause: 5 * time.Second}, ratelimit.Config{}, 1)
+	var keys []key
+	for id := 1; id <= 8; id++ {
+		e.install(t, id, sandbox.WidgetAsterisk, seed)
+		keys = append(keys, key{int64(id), sandbox.WidgetAsterisk})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, err := e.st.KommoPaused(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p != nil {
+			if len(p.Accounts) != 3 {
+				t.Fatalf("paused by %v, want three accounts", p.Accounts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pause after 30s; sandbox %+v", e.sb.Counters().Total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.sb.UnblockIP() // Kommo support lifted it; the workers wait out their pause
+	res := e.waitFinal(t, keys, time.Minute)
+	var blocked, installed int
+	for _, k := range keys {
+		switch r := res[k]; {
+		case r.Status == store.StatusFailed && r.LastError.Class == "blocked":
+			blocked++
+		case r.Status == store.StatusInstalled && r.Attempts == 1:
+			installed++
+		default:
+			t.Errorf("account %d: %+v %+v", k.account, r, r.LastError)
+		}
+	}
+	c := e.sb.Counters()
+	if blocked != 3 || installed != 5 || c.Total.BlockedAnswers != 3 {
+		t.Fatalf("%d blocked, %d installed, %d block pages answered; want 3, 5, 3", blocked, installed, c.Total.BlockedAnswers)
+	}
+	if !strings.Contains(e.logs.String(), "every worker pauses all Kommo traffic") {
+		t.Fatal("the pause was not logged")
+	}
+}

@@ -67,6 +67,15 @@ type Config struct {
 	// BlockFor is how long an account stays marked blocked after Kommo's
 	// HTML 403, unless an operator clears it (default 24h).
 	BlockFor time.Duration
+	// IPBlockAccounts, IPBlockWindow and IPBlockPause are the circuit
+	// breaker for an IP block: when Kommo's HTML 403 arrives from this many
+	// distinct accounts within the window (default 3 in 5 min), every
+	// worker stops all Kommo traffic for the pause (default 1h), or until
+	// `enqueue accounts unblock --all`. Tasks wait, deferred, without
+	// spending an attempt.
+	IPBlockAccounts int
+	IPBlockWindow   time.Duration
+	IPBlockPause    time.Duration
 	// TemplateTTL is how long a widget's settings_template is cached
 	// (default 10 min).
 	TemplateTTL time.Duration
@@ -87,8 +96,7 @@ func (c Config) WithDefaults() Config {
 		t.MaxIdleConns = 1000
 		t.MaxIdleConnsPerHost = 100
 		t.Proxy = nil // an environment proxy would be dialed instead of the checked host
-		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: c.Hosts.Control}
-		t.DialContext = d.DialContext
+		t.DialContext = c.Hosts.DialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}, nil)
 		c.Transport = t
 	}
 	if c.RequestTimeout <= 0 {
@@ -102,6 +110,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.BlockFor <= 0 {
 		c.BlockFor = 24 * time.Hour
+	}
+	if c.IPBlockAccounts <= 0 {
+		c.IPBlockAccounts = 3
+	}
+	if c.IPBlockWindow <= 0 {
+		c.IPBlockWindow = 5 * time.Minute
+	}
+	if c.IPBlockPause <= 0 {
+		c.IPBlockPause = time.Hour
 	}
 	if c.TemplateTTL <= 0 {
 		c.TemplateTTL = 10 * time.Minute
@@ -188,6 +205,7 @@ type attempt struct {
 	prev       *store.Result
 	acct       *store.Account
 	block      *store.Block
+	kommoPause *store.KommoPause
 	// outcome
 	status store.Status
 	widget *kommo.Widget
@@ -288,7 +306,7 @@ func (h *Handler) begin(ctx context.Context, op string, account int64, code, enq
 		// Redis is failing: a retry, not a verdict.
 		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
 	}
-	a.prev, a.acct, a.block = st.Result, st.Account, st.Block
+	a.prev, a.acct, a.block, a.kommoPause = st.Result, st.Account, st.Block, st.KommoPause
 	return a, nil
 }
 
@@ -330,6 +348,14 @@ func (h *Handler) account(_ context.Context, a *attempt) (*store.Account, error)
 	}
 	if err := h.cfg.Hosts.Check(acct.BaseURL); err != nil {
 		return nil, &permanent{ClassHostNotAllowed, fmt.Sprintf("account %d: base_url: %v; nothing was sent (store the account again with its Kommo URL, or list the host)", a.account, err)}
+	}
+	if d := a.kommoPause.For(time.Now()); d > 0 && blk == nil {
+		// Kommo blocks this IP: every request would be one more violation.
+		// Come back later without spending an attempt; a minute at most,
+		// so an operator's unblock --all takes effect soon.
+		return nil, &retry.DeferError{Delay: min(d, time.Minute), Reason: fmt.Sprintf(
+			"all Kommo traffic is paused until %s: HTML 403 blocks came from %d accounts at once (an IP block); `enqueue accounts unblock --all` lifts it",
+			a.kommoPause.Until.Format(time.RFC3339), len(a.kommoPause.Accounts))}
 	}
 	if blk != nil {
 		return nil, &permanent{string(kommo.ClassBlocked), fmt.Sprintf("account %d is marked blocked by Kommo since %s (until %s, or until an operator unblocks it); nothing was sent",
@@ -479,6 +505,14 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 		}
 		if berr := h.st.MarkBlocked(ctx, store.Block{AccountID: a.account, RequestID: ke.RequestID, Detail: info.Title}, h.cfg.BlockFor); berr != nil {
 			h.cfg.Logger.Warn("could not mark account blocked", "account", a.account, "error", berr)
+		}
+		if p, perr := h.st.NoteBlock(ctx, a.account, h.cfg.IPBlockWindow, h.cfg.IPBlockAccounts, h.cfg.IPBlockPause); perr != nil {
+			h.cfg.Logger.Warn("could not count the block towards an IP block", "account", a.account, "error", perr)
+		} else if p != nil {
+			h.cfg.Metrics.KommoPaused()
+			h.cfg.Logger.Error("Kommo blocked several accounts at once: the IP is blocked; every worker pauses all Kommo traffic",
+				"accounts", fmt.Sprint(p.Accounts), "within", h.cfg.IPBlockWindow.String(), "until", p.Until.Format(time.RFC3339),
+				"lift", "enqueue accounts unblock --all")
 		}
 		r.Status = store.StatusFailed
 		next = fmt.Errorf("%w: %w", err, asynq.SkipRetry)

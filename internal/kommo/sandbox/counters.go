@@ -18,6 +18,7 @@ type Totals struct {
 	RateLimited    int64 `json:"rate_limited"`
 	Blocks         int64 `json:"blocks"`
 	BlockedAnswers int64 `json:"blocked_answers"`
+	IPBlocks       int64 `json:"ip_blocks"`
 	InjectedErrors int64 `json:"injected_errors"`
 	Resets         int64 `json:"resets"`
 	Hangs          int64 `json:"hangs"`

@@ -46,7 +46,9 @@ type Config struct {
 	// GlobalRatePerSecond caps all accounts together (0: none).
 	GlobalRatePerSecond int
 	// RateLimitBody is a 429's body: "html" (default, nginx's page),
-	// "empty" or "json" (problem+json).
+	// "empty", "json" (problem+json), or "json-retry-after": Kommo's JSON
+	// with the wait as "retry_after" seconds in the body and no header
+	// (Kommo's HTTP-codes page; RetryAfter, default 1s).
 	RateLimitBody string
 	// RetryAfter, when positive, is sent on 429s as whole seconds.
 	RetryAfter time.Duration
@@ -56,6 +58,11 @@ type Config struct {
 	BlockAfter  int
 	BlockWindow time.Duration
 	BlockFor    time.Duration
+	// BlockIPAfter, when positive, is the IP-block mode: once this many
+	// accounts are blocked at the same time, the caller's IP is blocked
+	// for BlockFor — nginx's HTML 403 for every request of every account,
+	// the token endpoint too (Kommo's limitations page).
+	BlockIPAfter int
 	// Latency and LatencyJitter delay every API answer by Latency ±
 	// LatencyJitter (uniform).
 	Latency, LatencyJitter time.Duration
@@ -177,6 +184,7 @@ type Server struct {
 	refresh  map[string]*grant
 	codes    map[string]*grant
 	global   ring
+	ipBlock  time.Time   // until when every request gets the block page
 	faults   *faultState // for every account without its own
 	counters countersState
 	seq      uint64
@@ -336,6 +344,7 @@ func (s *Server) Block(subdomain string, d time.Duration) {
 		a.blockedUntil = s.cfg.Now().Add(d)
 		a.stats.Blocks++
 		s.counters.total.Blocks++
+		s.ipBlockLocked(s.cfg.Now())
 	}
 }
 
@@ -507,7 +516,7 @@ func (s *Server) judgeLocked(x *exchange) verdict {
 		s.counters.firstAt = now
 	}
 	s.counters.lastAt = now
-	if now.Before(a.blockedUntil) {
+	if now.Before(s.ipBlock) || now.Before(a.blockedUntil) {
 		a.stats.BlockedAnswers++
 		s.counters.total.BlockedAnswers++
 		return verdict{blocked: true}
@@ -585,12 +594,50 @@ func (s *Server) violationLocked(a *account, now time.Time) {
 		a.violations = nil
 		a.stats.Blocks++
 		s.counters.total.Blocks++
+		s.ipBlockLocked(now)
 	}
 }
 
+// ipBlockLocked blocks the IP when enough accounts are blocked at once.
+func (s *Server) ipBlockLocked(now time.Time) {
+	if s.cfg.BlockIPAfter <= 0 || now.Before(s.ipBlock) {
+		return
+	}
+	n := 0
+	for _, a := range s.accounts {
+		if now.Before(a.blockedUntil) {
+			n++
+		}
+	}
+	if n >= s.cfg.BlockIPAfter {
+		s.ipBlock = now.Add(s.cfg.BlockFor)
+		s.counters.total.IPBlocks++
+	}
+}
+
+// BlockIP blocks the caller's IP for d: every request of every account
+// gets nginx's HTML 403. UnblockIP lifts it.
+func (s *Server) BlockIP(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ipBlock = s.cfg.Now().Add(d)
+	s.counters.total.IPBlocks++
+}
+
+// UnblockIP lifts an IP block.
+func (s *Server) UnblockIP() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ipBlock = time.Time{}
+}
+
 func (s *Server) tooMany(x *exchange) {
+	secs := int((s.cfg.RetryAfter + time.Second - 1) / time.Second)
+	if s.cfg.RateLimitBody == "json-retry-after" {
+		x.problem(http.StatusTooManyRequests, "Too Many Requests", "Too many requests", map[string]any{"retry_after": max(secs, 1)})
+		return
+	}
 	if s.cfg.RetryAfter > 0 {
-		secs := int((s.cfg.RetryAfter + time.Second - 1) / time.Second)
 		x.w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	switch s.cfg.RateLimitBody {

@@ -472,6 +472,60 @@ func TestRateLimitBodiesAndRetryAfter(t *testing.T) {
 	}
 }
 
+func TestJSON429CarriesRetryAfterInTheBody(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{RatePerSecond: 1, RateLimitBody: "json-retry-after", RetryAfter: 300 * time.Second})
+	b.do(t, "GET", "alpha", "/api/v4/account", b.admin.AccessToken, nil)
+	a := b.do(t, "GET", "alpha", "/api/v4/account", b.admin.AccessToken, nil)
+	wantStatus(t, a, 429, "application/problem+json")
+	var body struct {
+		Title      string `json:"title"`
+		RetryAfter int    `json:"retry_after"`
+	}
+	if err := json.Unmarshal(a.body, &body); err != nil || body.Title != "Too Many Requests" || body.RetryAfter != 300 || a.header.Get("Retry-After") != "" {
+		t.Fatalf("429: %s (%v), Retry-After header %q", a.body, err, a.header.Get("Retry-After"))
+	}
+}
+
+func TestIPBlockMode(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{BlockIPAfter: 2, BlockFor: time.Hour})
+	beta, _ := b.sb.IssueTokens("beta", 0)
+	b.sb.Block("alpha", time.Hour)
+	// One account blocked: the other still answers.
+	if st := b.do(t, "GET", "beta", "/api/v4/account", beta.AccessToken, nil).status; st != 200 {
+		t.Fatalf("beta with one account blocked: %d", st)
+	}
+	b.sb.Block("beta", time.Minute)
+	b.sb.Unblock("beta") // the IP block stays when an account's is lifted
+	for _, req := range []func() answer{
+		func() answer { return b.do(t, "GET", "beta", "/api/v4/account", beta.AccessToken, nil) },
+		func() answer {
+			return b.do(t, "POST", "beta", "/oauth2/access_token", "", map[string]string{
+				"client_id": sandbox.DefaultClientID, "client_secret": sandbox.DefaultClientSecret, "grant_type": "refresh_token", "refresh_token": beta.RefreshToken})
+		},
+	} {
+		a := req()
+		wantStatus(t, a, 403, "text/html")
+		if !strings.Contains(string(a.body), "<center>nginx</center>") {
+			t.Fatalf("IP block page %q", a.body)
+		}
+	}
+	if c := b.sb.Counters(); c.Total.IPBlocks != 1 {
+		t.Fatalf("IP blocks %d", c.Total.IPBlocks)
+	}
+	b.sb.UnblockIP()
+	if st := b.do(t, "GET", "beta", "/api/v4/account", beta.AccessToken, nil).status; st != 200 {
+		t.Fatalf("after UnblockIP: %d", st)
+	}
+	// It runs out after BlockFor too.
+	b.sb.BlockIP(time.Minute)
+	b.clk.Add(2 * time.Minute)
+	if st := b.do(t, "GET", "beta", "/api/v4/account", beta.AccessToken, nil).status; st != 200 {
+		t.Fatalf("after the IP block ran out: %d", st)
+	}
+}
+
 func TestGlobalRateLimit(t *testing.T) {
 	t.Parallel()
 	b := setup(t, sandbox.Config{GlobalRatePerSecond: 3})
