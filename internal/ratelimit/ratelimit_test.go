@@ -10,40 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/widgetq/widgetq/internal/fakeclock"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/retry"
 )
 
-// clock is a test's clock: it moves only when told.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 // newLimiter returns a limiter judging by clk, on the test's key prefix.
-func newLimiter(t *testing.T, r *redistest.Redis, prefix string, clk *clock, cfg ratelimit.Config) *ratelimit.Limiter {
+func newLimiter(t *testing.T, r *redistest.Redis, prefix string, clk *fakeclock.Clock, cfg ratelimit.Config) *ratelimit.Limiter {
 	t.Helper()
 	cfg.Prefix, cfg.Now = prefix, clk.Now
 	l, err := ratelimit.New(r.Client, cfg)
@@ -71,7 +46,7 @@ func reserve(t *testing.T, l *ratelimit.Limiter, account int64, want time.Durati
 
 func TestReservationsArePacedWithAMargin(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
+	clk := fakeclock.New()
 	l := newLimiter(t, redistest.New(t), redistest.Unique(t), clk, ratelimit.Config{PerAccount: 7, Margin: 0.05})
 	interval := 150 * time.Millisecond // a seventh of a second, and 5%
 	// Slot i of the account is i intervals after the first, however long
@@ -93,7 +68,7 @@ func TestReservationsArePacedWithAMargin(t *testing.T) {
 
 func TestDefaultMarginPacesBelowTheLimit(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
+	clk := fakeclock.New()
 	l := newLimiter(t, redistest.New(t), redistest.Unique(t), clk, ratelimit.Config{})
 	// 7/s with 4%: 148.571 ms apart, so 7 slots span 891 ms and the 8th
 	// lands 1.04 s after the first, outside any one-second window.
@@ -104,7 +79,7 @@ func TestDefaultMarginPacesBelowTheLimit(t *testing.T) {
 
 func TestSlotsBeyondMaxWaitAreDeferredNotReserved(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
+	clk := fakeclock.New()
 	l := newLimiter(t, redistest.New(t), redistest.Unique(t), clk, ratelimit.Config{PerAccount: 2})
 	ctx := context.Background()
 	for range 2 {
@@ -128,7 +103,7 @@ func TestSlotsBeyondMaxWaitAreDeferredNotReserved(t *testing.T) {
 
 func TestGlobalBudgetIsShared(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
+	clk := fakeclock.New()
 	l := newLimiter(t, redistest.New(t), redistest.Unique(t), clk, ratelimit.Config{PerAccount: 7, Global: 10, Margin: -1})
 	// Six accounts, one request each: 10/s over all of them.
 	for i := range 6 {
@@ -143,7 +118,7 @@ func TestGlobalBudgetIsShared(t *testing.T) {
 
 func TestPenalizePausesAndSlowsTheAccount(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
+	clk := fakeclock.New()
 	r := redistest.New(t)
 	prefix := redistest.Unique(t)
 	a := newLimiter(t, r, prefix, clk, ratelimit.Config{PerAccount: 10, Margin: -1})
@@ -210,7 +185,7 @@ func TestTwoProcessesNeverTripKommosLimit(t *testing.T) {
 	}{{7, false}, {8, true}} {
 		r := redistest.New(t)
 		prefix := redistest.Unique(t)
-		clk := newClock()
+		clk := fakeclock.New()
 		limiters := []*ratelimit.Limiter{
 			newLimiter(t, r, prefix, clk, ratelimit.Config{PerAccount: c.rate}),
 			newLimiter(t, r, prefix, clk, ratelimit.Config{PerAccount: c.rate}),
@@ -242,7 +217,7 @@ func TestTwoProcessesNeverTripKommosLimit(t *testing.T) {
 			}
 		}
 
-		arrival := newClock()
+		arrival := fakeclock.New()
 		sb := sandbox.New(sandbox.Config{BlockAfter: -1, Now: arrival.Now})
 		if err := sb.AddAccount(sandbox.AccountSpec{ID: 7, Subdomain: "seven"}); err != nil {
 			t.Fatal(err)

@@ -14,34 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/widgetq/widgetq/internal/fakeclock"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 )
-
-// clock is a settable clock, so limits and expiries are tested without
-// waiting.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type bundle struct {
 	sb    *sandbox.Server
 	srv   *httptest.Server
-	clk   *clock
+	clk   *fakeclock.Clock
 	admin sandbox.Tokens // alpha's administrator
 	user  sandbox.Tokens // alpha's plain user
 }
@@ -50,7 +30,7 @@ type bundle struct {
 // unpaid (1003) on a fake clock. cfg's zero fields take defaults.
 func setup(t *testing.T, cfg sandbox.Config) *bundle {
 	t.Helper()
-	b := &bundle{clk: newClock()}
+	b := &bundle{clk: fakeclock.New()}
 	if cfg.Now == nil {
 		cfg.Now = b.clk.Now
 	}
