@@ -40,7 +40,7 @@ fuzz:
 
 ## demo: the whole job in one process: embedded Redis, a Kommo sandbox with faults, 300 accounts
 demo:
-	$(GO) run ./cmd/worker -demo
+	$(GO) run ./cmd/demo
 
 ## bench: every scenario with real processes (REDIS_URL, else a redis-server it starts); table + bench/out/results.json
 bench: build

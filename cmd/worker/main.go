@@ -5,8 +5,8 @@
 //	REDIS_URL=redis://127.0.0.1:6379/0 KOMMO_CLIENT_ID=… KOMMO_CLIENT_SECRET=… worker
 //
 // Without REDIS_URL it serves an embedded Redis on 127.0.0.1:6380 (for a
-// demo: nothing survives the process). `worker -demo` runs the whole job on
-// an embedded Redis against an in-process Kommo sandbox.
+// demo: nothing survives the process). The demo is its own command,
+// cmd/demo: this binary links no fake Kommo.
 package main
 
 import (
@@ -85,8 +85,6 @@ type config struct {
 	ipBlockWindow, ipBlockPause               time.Duration
 	logFormat                                 string
 	logLevel                                  slog.Level
-	demo                                      bool
-	demoAccounts                              int
 	debugAddr                                 string
 	adminAddr                                 string
 	adminTokens                               []string
@@ -94,7 +92,6 @@ type config struct {
 	uiWritable                                bool
 	keys                                      *seal.Keys
 	hosts                                     *kommohost.List
-	secretKey                                 []byte // WIDGETQ_SECRET_KEY decoded (nil: none)
 }
 
 const usageText = `Usage: worker [flags]
@@ -144,7 +141,6 @@ var settings = []envFlag{
 	{"ip-block-pause", "WIDGETQ_IP_BLOCK_PAUSE", "1h", "how long all Kommo traffic stays paused after an IP block, unless `enqueue accounts unblock --all`"},
 	{"log-format", "WIDGETQ_LOG_FORMAT", "text", "log format: text or json"},
 	{"log-level", "WIDGETQ_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
-	{"demo-accounts", "WIDGETQ_DEMO_ACCOUNTS", "300", "with -demo: how many sandbox accounts"},
 	{"admin-addr", "WIDGETQ_ADMIN_ADDR", admin.DefaultAddr, "serve /healthz, /readyz and /metrics here (empty: off); beyond loopback WIDGETQ_ADMIN_TOKEN is required. Unset and the default taken: the next free port up to 9099"},
 	{"admin-ui-writable", "WIDGETQ_ADMIN_UI_WRITABLE", "false", "let the console delete, run and archive tasks (/ui) and replay failures (/results) (default: view only)"},
 	{"debug-addr", "WIDGETQ_DEBUG_ADDR", "", "serve Go's pprof profiles at this loopback address (e.g. 127.0.0.1:6060); empty: off"},
@@ -158,10 +154,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		help := fmt.Sprintf("%s [%s]", s.help, s.env)
 		vals[s.name] = fs.String(s.name, s.def, help)
 	}
-	demo := fs.Bool("demo", false, "run the whole job on an embedded Redis against an in-process Kommo sandbox, print a summary, exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageText)
 		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "-demo" || a == "--demo" {
+			return nil, usagef("the demo is its own command now: make demo (go run ./cmd/demo)")
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -187,7 +187,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		panic("unknown setting " + name)
 	}
-	c := &config{demo: *demo}
+	c := &config{}
 	var err error
 	c.redisURL, _ = get("redis-url")
 	c.embeddedAddr, _ = get("embedded-addr")
@@ -252,7 +252,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return d
 	}
 	c.concurrency = intVal("concurrency", 1)
-	c.demoAccounts = intVal("demo-accounts", 1)
 	c.ratePerAccount = floatVal("rate-per-account", true)
 	c.rateGlobal = floatVal("rate-global", false)
 	c.shutdownTimeout = durVal("shutdown-timeout")
@@ -294,8 +293,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	var kerr error
 	if c.keys, kerr = seal.FromEnv(getenv("WIDGETQ_SECRET_KEY"), getenv("WIDGETQ_SECRET_KEY_PREVIOUS")); kerr != nil {
 		err = errors.Join(err, usagef("%v", kerr))
-	} else if c.keys.Enabled() {
-		c.secretKey, _ = seal.ParseKey(getenv("WIDGETQ_SECRET_KEY"))
 	}
 	if strings.ContainsAny(c.prefix, "{}: ") || c.prefix == "" {
 		err = errors.Join(err, usagef("prefix: %q must be non-empty without braces, colons or spaces", c.prefix))
@@ -342,9 +339,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	c, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
-	}
-	if c.demo {
-		return runDemo(ctx, c, stdout, stderr)
 	}
 	log := newLogger(c, stderr)
 	if ownsProcess {

@@ -1,4 +1,9 @@
-package main
+// Package demo runs widgetq's whole job in one process, for `make demo`:
+// an embedded Redis, a Kommo sandbox with transient faults, accounts of
+// which a few must fail, the worker, a live progress line and a summary.
+// It is the product running, not a mock: the same store, limiter, handler
+// and producer as in production, with secrets sealed.
+package demo
 
 import (
 	"context"
@@ -35,10 +40,41 @@ import (
 
 const demoSettings = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`
 
-// runDemo runs the whole job in one process: an embedded Redis, a Kommo
-// sandbox with transient faults, a few accounts that must fail, the
-// worker, a live progress line, and a summary.
-func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
+// Config tunes the demo. Zero fields take defaults.
+type Config struct {
+	// Accounts is how many sandbox accounts to install into (default 300;
+	// two accounts without credentials are added).
+	Accounts int
+	// Concurrency is how many tasks run at once (default 100).
+	Concurrency int
+	// RatePerAccount and RateGlobal are the limiter's (defaults 7 and none).
+	RatePerAccount, RateGlobal float64
+	// SecretKey seals tokens and settings (nil: a key made for this run).
+	SecretKey []byte
+	// LogPath is where the worker's log lines go (default
+	// $TMPDIR/widgetq-demo.log).
+	LogPath string
+	// Within bounds the run (default 3 min).
+	Within time.Duration
+}
+
+// Run runs the demo, writing its progress and summary to stdout. It fails
+// if any account is installed twice, or a secret rests in Redis in
+// plaintext.
+func Run(ctx context.Context, c Config, stdout io.Writer) error {
+	if c.Accounts <= 0 {
+		c.Accounts = 300
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 100
+	}
+	if c.LogPath == "" {
+		c.LogPath = filepath.Join(os.TempDir(), "widgetq-demo.log")
+	}
+	if c.Within <= 0 {
+		c.Within = 3 * time.Minute
+	}
+	const prefix = store.DefaultPrefix
 	conn, stopRedis, err := redisconn.StartEmbedded("127.0.0.1:0")
 	if err != nil {
 		return err
@@ -61,7 +97,7 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	defer func() { sb.Close(); _ = httpSrv.Close() }()
 	sbURL := "http://" + ln.Addr().String()
 
-	logPath := filepath.Join(os.TempDir(), "widgetq-demo.log")
+	logPath := c.LogPath
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
@@ -71,16 +107,17 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 
 	// Secrets sealed as in production: WIDGETQ_SECRET_KEY if given, else a
 	// key made for this run.
-	keys, demoKey := c.keys, c.secretKey
-	if !keys.Enabled() {
+	demoKey := c.SecretKey
+	if demoKey == nil {
 		demoKey = make([]byte, seal.KeySize)
 		_, _ = rand.Read(demoKey)
-		if keys, err = seal.New(demoKey); err != nil {
-			return err
-		}
 	}
-	st := store.New(rdb, c.prefix).WithKeys(keys)
-	n := c.demoAccounts
+	keys, err := seal.New(demoKey)
+	if err != nil {
+		return err
+	}
+	st := store.New(rdb, prefix).WithKeys(keys)
+	n := c.Accounts
 	first := 20001
 	type plan struct {
 		id       int64
@@ -129,7 +166,7 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	// Two accounts nobody stored credentials for.
 	plans = append(plans, plan{id: 99001, settings: demoSettings}, plan{id: 99002, settings: demoSettings})
 
-	lim, err := ratelimit.New(rdb, ratelimit.Config{PerAccount: c.ratePerAccount, Global: c.rateGlobal, Prefix: c.prefix})
+	lim, err := ratelimit.New(rdb, ratelimit.Config{PerAccount: c.RatePerAccount, Global: c.RateGlobal, Prefix: prefix})
 	if err != nil {
 		return err
 	}
@@ -140,17 +177,17 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		Policy:         retry.Policy{Base: 300 * time.Millisecond, Cap: 3 * time.Second},
 		Logger:         log,
 	})
-	srv, mux := worker.NewServer(conn.Opt, h, worker.ServerConfig{Concurrency: max(c.concurrency, 100), ShutdownTimeout: 5 * time.Second, Logger: log})
+	srv, mux := worker.NewServer(conn.Opt, h, worker.ServerConfig{Concurrency: c.Concurrency, ShutdownTimeout: 5 * time.Second, Logger: log})
 	if err := srv.Start(mux); err != nil {
 		return err
 	}
 	defer srv.Shutdown()
 
 	fmt.Fprintf(stdout, "widgetq demo: %d accounts on a Kommo sandbox (latency 40±30ms, 8%% 5xx, 3%% resets), embedded Redis, %d at once\n",
-		len(plans), max(c.concurrency, 100))
+		len(plans), c.Concurrency)
 	fmt.Fprintf(stdout, "worker log: %s\n", logPath)
 	start := time.Now()
-	prod := producer.New(rdb, c.prefix)
+	prod := producer.New(rdb, prefix)
 	if err := prod.SealSettings(demoKey); err != nil {
 		return err
 	}
@@ -164,7 +201,7 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	lastLine := time.Time{}
-	deadline := time.After(3 * time.Minute)
+	deadline := time.After(c.Within)
 	var counts map[store.Status]int64
 	for {
 		counts, err = st.CountByStatus(ctx)
@@ -188,7 +225,7 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 			return ctx.Err()
 		case <-deadline:
 			fmt.Fprintln(stdout)
-			return fmt.Errorf("demo: %d tasks still open after 3 minutes", open)
+			return fmt.Errorf("demo: %d tasks still open after %s", open, c.Within)
 		case <-tick.C:
 		}
 	}
@@ -206,7 +243,7 @@ func runDemo(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("demo: plaintext secrets in Redis keys %v", found)
 	}
 	fmt.Fprintf(stdout, "Secrets sealed with AES-256-GCM (key %s%s): %d Redis keys scanned, no token or password in plaintext.\n",
-		keys.KeyID(), map[bool]string{true: ", made for this run", false: ", WIDGETQ_SECRET_KEY"}[c.secretKey == nil], scanned)
+		keys.KeyID(), map[bool]string{true: ", made for this run", false: ", WIDGETQ_SECRET_KEY"}[c.SecretKey == nil], scanned)
 	return nil
 }
 
