@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -379,9 +379,9 @@ func (b *bench) workerRSS(ctx context.Context) (Scenario, error) {
 	return sc, nil
 }
 
-// noopWorker is the bare asynq baseline: a server whose handler does
+// NoopWorker is the bare asynq baseline: a server whose handler does
 // nothing, in its own process like the worker.
-func noopWorker(args []string) int {
+func NoopWorker(args []string) int {
 	fs := flag.NewFlagSet("noop-worker", flag.ContinueOnError)
 	url := fs.String("redis-url", "", "Redis")
 	queue := fs.String("queue", "", "queue")
