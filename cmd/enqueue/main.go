@@ -19,7 +19,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/widgetq/widgetq/internal/config"
 	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/seal"
@@ -93,9 +93,31 @@ func (a *app) connect(ctx context.Context) error {
 	if url == "" {
 		url = a.getenv("REDIS_URL")
 	}
-	keys, err := seal.FromEnv(a.getenv("WIDGETQ_SECRET_KEY"), a.getenv("WIDGETQ_SECRET_KEY_PREVIOUS"))
+	// The settings every widgetq process shares, read and checked as the
+	// worker reads them (internal/config).
+	keys, err := config.Keys(a.getenv)
 	if err != nil {
 		return &usageError{err}
+	}
+	prefix := a.prefix
+	if prefix == "" {
+		prefix = a.getenv("WIDGETQ_PREFIX")
+	}
+	if prefix, err = config.Prefix(prefix); err != nil {
+		return usagef("prefix: %v", err)
+	}
+	hosts, err := config.Hosts(a.getenv(kommohost.EnvVar))
+	if err != nil {
+		return usagef("%s: %v", kommohost.EnvVar, err)
+	}
+	shards := a.shards
+	if shards == 0 {
+		if shards, err = config.Shards(a.getenv("WIDGETQ_SHARDS")); err != nil {
+			return usagef("WIDGETQ_SHARDS: %v", err)
+		}
+	}
+	if shards < 0 {
+		return usagef("--shards: want a positive integer, got %d", shards)
 	}
 	if url == "" {
 		a.conn = redisconn.Embedded(redisconn.EmbeddedAddr)
@@ -111,29 +133,8 @@ func (a *app) connect(ctx context.Context) error {
 		}
 		return err
 	}
-	prefix := a.prefix
-	if prefix == "" {
-		prefix = a.getenv("WIDGETQ_PREFIX")
-	}
-	hosts, err := kommohost.Parse(a.getenv(kommohost.EnvVar))
-	if err != nil {
-		a.rdb.Close()
-		a.rdb = nil
-		return &usageError{err}
-	}
 	a.st = store.New(a.rdb, prefix).WithKeys(keys).WithHosts(hosts)
 	a.prod = producer.New(a.rdb, prefix, asynq.Queue(a.queueName()))
-	shards := a.shards
-	if shards == 0 {
-		if v := a.getenv("WIDGETQ_SHARDS"); v != "" {
-			if shards, err = strconv.Atoi(v); err != nil || shards < 1 {
-				return &usageError{fmt.Errorf("WIDGETQ_SHARDS: want a positive integer, got %q", v)}
-			}
-		}
-	}
-	if shards < 0 {
-		return usagef("--shards: want a positive integer, got %d", shards)
-	}
 	a.prod.Shard(a.queueName(), shards)
 	if keys.Enabled() {
 		key, _ := seal.ParseKey(a.getenv("WIDGETQ_SECRET_KEY"))

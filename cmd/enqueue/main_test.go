@@ -20,7 +20,6 @@ import (
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/kommohost"
-	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/store"
@@ -511,17 +510,21 @@ func failingFleet(t *testing.T, e *env) *sandbox.Server {
 	}
 	_ = sb.SetFaults("a1", sandbox.Faults{ErrorRate: 1, ErrorStatuses: []int{503}, Routes: []string{"POST /api/v4/widgets/{code}"}})
 	sb.Block("a2", time.Hour)
-	lim, _ := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
-	h := worker.NewHandler(e.st, lim, worker.Config{
-		OAuth:  &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret},
-		Hosts:  sandboxHosts,
-		Policy: retry.Policy{Base: 50 * time.Millisecond, Cap: 100 * time.Millisecond}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	w, err := worker.New(context.Background(), e.r.Client, e.r.Opt(), worker.Options{
+		Prefix: e.prefix, Keys: e.st.Keys(), Concurrency: 4, Queues: map[string]int{e.queue: 1},
+		Handler: worker.Config{
+			OAuth:  &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret},
+			Hosts:  sandboxHosts,
+			Policy: retry.Policy{Base: 50 * time.Millisecond, Cap: 100 * time.Millisecond}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		},
 	})
-	wsrv, mux := worker.NewServer(e.r.Opt(), h, worker.ServerConfig{Concurrency: 4, Queues: map[string]int{e.queue: 1}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := wsrv.Start(mux); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(wsrv.Shutdown)
+	wctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(wctx) }()
+	t.Cleanup(func() { stop(); <-ran })
 	return sb
 }
 

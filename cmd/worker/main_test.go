@@ -60,8 +60,8 @@ func TestHelpNamesEverySettingAndItsVariable(t *testing.T) {
 		t.Fatalf("-help: %v", err)
 	}
 	for _, s := range settings {
-		if !strings.Contains(out.String(), "-"+s.name) || !strings.Contains(out.String(), "["+s.env+"]") {
-			t.Errorf("-help lacks -%s [%s]", s.name, s.env)
+		if !strings.Contains(out.String(), "-"+s.Name) || !strings.Contains(out.String(), "["+s.Env+"]") {
+			t.Errorf("-help lacks -%s [%s]", s.Name, s.Env)
 		}
 	}
 	for _, must := range []string{"REDIS_URL", "KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET", "KOMMO_REDIRECT_URI", "WIDGETQ_CONCURRENCY", "WIDGETQ_RATE_PER_ACCOUNT", "WIDGETQ_RATE_GLOBAL"} {
@@ -79,11 +79,11 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.concurrency != 9 || c.ratePerAccount != 5.5 || c.logFormat != "json" || c.queues["a"] != 3 || c.queues["b"] != 1 || len(c.queues) != 2 {
+	if o := c.opts; o.Concurrency != 9 || o.RatePerAccount != 5.5 || c.logFormat != "json" || o.Queues["a"] != 3 || o.Queues["b"] != 1 || len(o.Queues) != 2 {
 		t.Fatalf("config %+v", c)
 	}
 	c, _ = parseConfig(nil, env(nil), &bytes.Buffer{})
-	if c.concurrency != 50 || c.ratePerAccount != 7 || c.rateGlobal != 0 || c.queues[tasks.DefaultQueue] != 1 || c.shutdownTimeout != 25*time.Second {
+	if o := c.opts; o.Concurrency != 50 || o.RatePerAccount != 7 || o.RateGlobal != 0 || o.Queues[tasks.DefaultQueue] != 1 || o.ShutdownTimeout != 25*time.Second {
 		t.Fatalf("defaults %+v", c)
 	}
 }

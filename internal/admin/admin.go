@@ -164,15 +164,20 @@ func Listen(addrs []string) (net.Listener, error) {
 	return nil, fmt.Errorf("admin server: %s and the next %d ports are taken: give this worker -admin-addr, or -admin-addr \"\" for none", addrs[0], len(addrs)-1)
 }
 
-// Serve serves h on l until ctx ends, and returns the address it serves.
-func Serve(ctx context.Context, l net.Listener, h http.Handler) string {
+// Serve serves h on l until ctx ends. It returns the address it serves,
+// and a channel closed once the server has shut down.
+func Serve(ctx context.Context, l net.Listener, h http.Handler) (string, <-chan struct{}) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
-	go func() { _ = srv.Serve(l) }()
+	done := make(chan struct{})
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(l) }()
 	go func() {
+		defer close(done)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
+		<-served
 	}()
-	return strings.TrimSpace(l.Addr().String())
+	return strings.TrimSpace(l.Addr().String()), done
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/kommohost"
-	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/seal"
@@ -166,22 +165,24 @@ func Run(ctx context.Context, c Config, stdout io.Writer) error {
 	// Two accounts nobody stored credentials for.
 	plans = append(plans, plan{id: 99001, settings: demoSettings}, plan{id: 99002, settings: demoSettings})
 
-	lim, err := ratelimit.New(rdb, ratelimit.Config{PerAccount: c.RatePerAccount, Global: c.RateGlobal, Prefix: prefix})
+	w, err := worker.New(ctx, rdb, conn.Opt, worker.Options{
+		Prefix: prefix, Keys: keys, RatePerAccount: c.RatePerAccount, RateGlobal: c.RateGlobal,
+		Concurrency: c.Concurrency, ShutdownTimeout: 5 * time.Second, Display: "embedded",
+		Handler: worker.Config{
+			OAuth:          &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret},
+			Hosts:          sandboxHosts,
+			RequestTimeout: 5 * time.Second,
+			Policy:         retry.Policy{Base: 300 * time.Millisecond, Cap: 3 * time.Second},
+			Logger:         log,
+		},
+	})
 	if err != nil {
 		return err
 	}
-	h := worker.NewHandler(st, lim, worker.Config{
-		OAuth:          &kommo.OAuthConfig{ClientID: sandbox.DefaultClientID, ClientSecret: sandbox.DefaultClientSecret},
-		Hosts:          sandboxHosts,
-		RequestTimeout: 5 * time.Second,
-		Policy:         retry.Policy{Base: 300 * time.Millisecond, Cap: 3 * time.Second},
-		Logger:         log,
-	})
-	srv, mux := worker.NewServer(conn.Opt, h, worker.ServerConfig{Concurrency: c.Concurrency, ShutdownTimeout: 5 * time.Second, Logger: log})
-	if err := srv.Start(mux); err != nil {
-		return err
-	}
-	defer srv.Shutdown()
+	wctx, stopWorker := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(wctx) }()
+	defer func() { stopWorker(); <-ran }()
 
 	fmt.Fprintf(stdout, "widgetq demo: %d accounts on a Kommo sandbox (latency 40±30ms, 8%% 5xx, 3%% resets), embedded Redis, %d at once\n",
 		len(plans), c.Concurrency)

@@ -84,11 +84,6 @@ var sandboxHosts, _ = kommohost.Parse("127.0.0.1")
 
 func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, concurrency int) (stop func()) {
 	t.Helper()
-	lc.Prefix = e.prefix
-	lim, err := ratelimit.New(e.r.Client, lc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if wc.OAuth == nil {
 		wc.OAuth = e.oauth()
 	}
@@ -98,16 +93,26 @@ func (e *env) startWorker(t *testing.T, wc worker.Config, lc ratelimit.Config, c
 	if wc.Policy == (retry.Policy{}) {
 		wc.Policy = retry.Policy{Base: 100 * time.Millisecond, Cap: time.Second}
 	}
-	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	wc.Logger = logger
-	h := worker.NewHandler(e.st, lim, wc)
-	srv, mux := worker.NewServer(e.r.Opt(), h, worker.ServerConfig{Concurrency: concurrency, Queues: map[string]int{e.queue: 1},
-		ShutdownTimeout: 5 * time.Second, Logger: logger})
-	if err := srv.Start(mux); err != nil {
+	wc.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := worker.New(context.Background(), e.r.Client, e.r.Opt(), worker.Options{
+		Prefix: e.prefix, Keys: e.st.Keys(), Handler: wc, RatePerAccount: lc.PerAccount, RateGlobal: lc.Global,
+		Concurrency: concurrency, Queues: map[string]int{e.queue: 1}, ShutdownTimeout: 5 * time.Second,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(ctx) }()
 	var once sync.Once
-	stop = func() { once.Do(srv.Shutdown) }
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		})
+	}
 	t.Cleanup(stop)
 	return stop
 }
