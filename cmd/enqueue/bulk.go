@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/hibiken/asynq"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -77,11 +76,6 @@ Exit code 1 when any line was rejected or could not be enqueued, else 0.`,
 	return cmd
 }
 
-// bulkStats are the running counts.
-type bulkStats struct {
-	lines, queued, already, rejected, failed atomic.Int64
-}
-
 func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 	if o.parallel < 1 || o.parallel > 256 {
 		return usagef("--parallel: want 1..256, got %d", o.parallel)
@@ -138,84 +132,18 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 	rw := &rejectWriter{path: rejectsPath, header: rd.CSVHeader, stderr: a.stderr, name: name}
 	defer rw.close()
 
-	var st bulkStats
+	var st bulk.Stats
 	start := time.Now()
 	stopProgress := a.progress(&st, counted, size, o.noProgress, start)
-
-	type batch struct{ entries []*bulk.Entry }
-	batches := make(chan batch, o.parallel)
-	var readErr error
-	go func() {
-		defer close(batches)
-		cur := batch{}
-		for {
-			e, rej, err := rd.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				readErr = err
-				break
-			}
-			st.lines.Add(1)
-			if rej != nil {
-				st.rejected.Add(1)
-				rw.write(rej.Line, rej.Reason, rej.Raw)
-				continue
-			}
-			cur.entries = append(cur.entries, e)
-			if len(cur.entries) == o.batch {
-				select {
-				case batches <- cur:
-				case <-ctx.Done():
-					return
-				}
-				cur = batch{}
-			}
-		}
-		if len(cur.entries) > 0 {
-			select {
-			case batches <- cur:
-			case <-ctx.Done():
-			}
-		}
-	}()
-
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range o.parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range batches {
-				payloads := make([]tasks.InstallWidgetPayload, len(b.entries))
-				for i, e := range b.entries {
-					payloads[i] = e.Payload
-				}
-				res := a.installRetrying(ctx, payloads, producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun, Options: taskOpts}, o.redisWait)
-				for i, r := range res {
-					e := b.entries[i]
-					switch {
-					case r.Outcome == producer.Invalid:
-						st.rejected.Add(1)
-						rw.write(e.Line, r.Err.Error(), e.Raw)
-					case r.Outcome == "":
-						st.failed.Add(1)
-						firstErr.CompareAndSwap(nil, r.Err)
-						rw.write(e.Line, "not enqueued: "+r.Err.Error(), e.Raw)
-					case r.Outcome == producer.AlreadyQueued:
-						st.already.Add(1)
-					default:
-						st.queued.Add(1)
-						if r.Err != nil {
-							firstErr.CompareAndSwap(nil, r.Err)
-						}
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	readErr, enqErr := bulk.Load(ctx, a.prod, rd, bulk.LoadOptions{
+		Batch: o.batch, Parallel: o.parallel, RedisWait: o.redisWait, Reject: rw.write,
+		Enqueue: producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun, Options: taskOpts},
+		Retrying: func(n int, err error) {
+			a.warnRedis.Do(func() {
+				fmt.Fprintf(a.stderr, "Redis did not take %d lines (%v): retrying with backoff for up to %s\n", n, err, o.redisWait)
+			})
+		},
+	}, &st)
 	stopProgress()
 	elapsed := time.Since(start)
 
@@ -223,10 +151,10 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 	if o.dryRun {
 		verb = "would queue"
 	}
-	rate := float64(st.lines.Load()) / max(elapsed.Seconds(), 1e-9)
+	rate := float64(st.Lines.Load()) / max(elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(a.stdout, "%s: %d lines in %.1fs (%.0f lines/s): %s %d, already queued %d, rejected %d",
-		name, st.lines.Load(), elapsed.Seconds(), rate, verb, st.queued.Load(), st.already.Load(), st.rejected.Load())
-	if n := st.failed.Load(); n > 0 {
+		name, st.Lines.Load(), elapsed.Seconds(), rate, verb, st.Queued.Load(), st.Already.Load(), st.Rejected.Load())
+	if n := st.Failed.Load(); n > 0 {
 		fmt.Fprintf(a.stdout, ", not enqueued %d", n)
 	}
 	fmt.Fprintln(a.stdout)
@@ -234,15 +162,15 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 		fmt.Fprintf(a.stdout, "rejected lines are in %s: fix them and run bulk on that file\n", rw.path)
 	}
 	if readErr != nil {
-		return fmt.Errorf("reading %s stopped after %d lines: %w", name, st.lines.Load(), readErr)
+		return fmt.Errorf("reading %s stopped after %d lines: %w", name, st.Lines.Load(), readErr)
 	}
 	if ctx.Err() != nil {
 		return &exitError{code: exitFailure, msg: "interrupted: run the same file again to finish (nothing is queued twice)"}
 	}
-	if err, _ := firstErr.Load().(error); err != nil {
-		return &exitError{code: exitFailure, msg: err.Error()}
+	if enqErr != nil {
+		return &exitError{code: exitFailure, msg: enqErr.Error()}
 	}
-	if rw.count() > 0 || st.rejected.Load() > 0 {
+	if rw.count() > 0 || st.Rejected.Load() > 0 {
 		return &exitError{code: exitFailure}
 	}
 	if rw.err != nil {
@@ -321,7 +249,7 @@ func (r *rejectWriter) close() {
 
 // progress shows a bar on a terminal, plain lines every two seconds
 // otherwise; it returns the function that stops it.
-func (a *app) progress(st *bulkStats, counted *countReader, size int64, off bool, start time.Time) func() {
+func (a *app) progress(st *bulk.Stats, counted *countReader, size int64, off bool, start time.Time) func() {
 	if off {
 		return func() {}
 	}
@@ -356,57 +284,14 @@ func (a *app) progress(st *bulkStats, counted *countReader, size int64, off bool
 			case <-t.C:
 				if bar != nil {
 					_ = bar.Set64(counted.n.Load())
-					bar.Describe(fmt.Sprintf("bulk: %d lines, %d queued, %d rejected", st.lines.Load(), st.queued.Load(), st.rejected.Load()))
+					bar.Describe(fmt.Sprintf("bulk: %d lines, %d queued, %d rejected", st.Lines.Load(), st.Queued.Load(), st.Rejected.Load()))
 					continue
 				}
 				el := time.Since(start).Seconds()
 				fmt.Fprintf(a.stderr, "bulk: %d lines · %d queued · %d already queued · %d rejected · %.0f lines/s\n",
-					st.lines.Load(), st.queued.Load(), st.already.Load(), st.rejected.Load(), float64(st.lines.Load())/max(el, 1e-9))
+					st.Lines.Load(), st.Queued.Load(), st.Already.Load(), st.Rejected.Load(), float64(st.Lines.Load())/max(el, 1e-9))
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
-}
-
-// installRetrying is InstallMany, with the payloads Redis failed to take
-// (a restart, a fail-over) tried again with exponential backoff for up to
-// wait. A task that did go in before its error comes back already_queued:
-// task IDs make the retry safe.
-func (a *app) installRetrying(ctx context.Context, payloads []tasks.InstallWidgetPayload, bo producer.BatchOptions, wait time.Duration) []producer.Result {
-	res := a.prod.InstallMany(ctx, payloads, bo)
-	if wait <= 0 {
-		return res
-	}
-	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(wait))
-	for ctx.Err() == nil {
-		var idx []int
-		for i, r := range res {
-			if r.Outcome == "" && r.Err != nil {
-				idx = append(idx, i)
-			}
-		}
-		if len(idx) == 0 {
-			return res
-		}
-		d := b.NextBackOff()
-		if d == backoff.Stop {
-			return res
-		}
-		a.warnRedis.Do(func() {
-			fmt.Fprintf(a.stderr, "Redis did not take %d lines (%v): retrying with backoff for up to %s\n", len(idx), res[idx[0]].Err, wait)
-		})
-		select {
-		case <-ctx.Done():
-			return res
-		case <-time.After(d):
-		}
-		again := make([]tasks.InstallWidgetPayload, len(idx))
-		for j, i := range idx {
-			again[j] = payloads[i]
-		}
-		for j, r := range a.prod.InstallMany(ctx, again, bo) {
-			res[idx[j]] = r
-		}
-	}
-	return res
 }
