@@ -435,18 +435,23 @@ func (h *Handler) uninstall(ctx context.Context, a *attempt) error {
 	return nil
 }
 
-// finish records the attempt's verdict and tells asynq what to do next.
+// finish decides the attempt's verdict (decide) and carries it out:
+// records the result, pauses or marks the account, counts and logs, and
+// tells asynq what to do next.
 func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.Time) error {
 	dur := time.Since(start)
-	var de *retry.DeferError
-	if errors.As(err, &de) && a.canDefer() {
-		// Not an attempt: the rate budget is spent. Nothing to record, and
-		// the in-flight mark this run set is taken back unless a change may
-		// have been sent (or an earlier run's mark was already there).
-		a.mu.Lock()
-		sent := a.sentChange
-		a.mu.Unlock()
-		if !sent && (a.prev == nil || !a.prev.InFlight) {
+	a.mu.Lock()
+	sent := a.sentChange
+	a.mu.Unlock()
+	v := decide(facts{
+		canDefer: a.canDefer(), final: a.final(), sentChange: sent, prevInFlight: a.prev != nil && a.prev.InFlight,
+		shuttingDown: ctx.Err() != nil, success: a.status, defaultPause: h.cfg.RateLimitPause,
+	}, err)
+	switch v.outcome {
+	case deferred:
+		var de *retry.DeferError
+		errors.As(err, &de)
+		if v.clearInFlight {
 			if cerr := h.st.ClearInFlight(ctx, a.account, a.code); cerr != nil {
 				h.cfg.Logger.Warn("could not clear the in-flight mark", "account", a.account, "widget", a.code, "error", cerr)
 			}
@@ -455,18 +460,16 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 		h.cfg.Metrics.Task(a.taskType(), "deferred", "")
 		h.log(ctx, slog.LevelDebug, a, "deferred", "", dur, "", de.Reason)
 		return de
-	}
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		// Shutting down: asynq puts the task back; record nothing, and the
-		// in-flight mark (if any) makes the next run check first.
+	case interrupted:
+		// asynq puts the task back; record nothing, and the in-flight mark
+		// (if any) makes the next run check first.
 		h.log(ctx, slog.LevelWarn, a, "interrupted", "", dur, "", "worker shutting down")
 		return err
 	}
 	r := h.resultBase(a)
 	r.Attempts++
-	if err == nil {
-		r.Status = a.status
-		r.LastError = nil
+	r.Status = v.status
+	if v.outcome == succeeded {
 		r.FinishedAt = time.Now().UTC()
 		if a.widget != nil {
 			r.WidgetID, r.WidgetVersion = a.widget.ID, string(a.widget.Version)
@@ -481,65 +484,59 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 	}
 	info := errorInfo(err)
 	r.LastError = &info
-	class := info.Class
-	var ke *kommo.Error
-	errors.As(err, &ke)
-	var next error
-	switch {
-	case ke != nil && ke.Class == kommo.ClassRateLimited && a.canDefer():
-		// Kommo says slow down: pause the account for every process and
-		// come back after the pause, without spending an attempt.
-		pause := ke.RetryAfter
-		if pause <= 0 {
-			pause = h.cfg.RateLimitPause
-		}
-		if perr := h.lim.Penalize(ctx, a.account, pause); perr != nil {
+	if v.pause > 0 {
+		if perr := h.lim.Penalize(ctx, a.account, v.pause); perr != nil {
 			h.cfg.Logger.Warn("could not pause account after a 429", "account", a.account, "error", perr)
 		}
-		r.Status = store.StatusRetrying
-		next = &retry.DeferError{Delay: pause, Reason: fmt.Sprintf("Kommo answered 429 for account %d", a.account)}
-	case ke != nil && ke.Class == kommo.ClassBlocked:
-		if r.LastError.Detail == "" {
-			r.LastError.Detail = fmt.Sprintf("Kommo blocks account %d (%s): only Kommo support lifts it; nothing more is sent to it for %s or until an operator unblocks it",
-				a.account, firstNonEmpty(info.Title, "403"), h.cfg.BlockFor)
-		}
-		if berr := h.st.MarkBlocked(ctx, store.Block{AccountID: a.account, RequestID: ke.RequestID, Detail: info.Title}, h.cfg.BlockFor); berr != nil {
-			h.cfg.Logger.Warn("could not mark account blocked", "account", a.account, "error", berr)
-		}
-		if p, perr := h.st.NoteBlock(ctx, a.account, h.cfg.IPBlockWindow, h.cfg.IPBlockAccounts, h.cfg.IPBlockPause); perr != nil {
-			h.cfg.Logger.Warn("could not count the block towards an IP block", "account", a.account, "error", perr)
-		} else if p != nil {
-			h.cfg.Metrics.KommoPaused()
-			h.cfg.Logger.Error("Kommo blocked several accounts at once: the IP is blocked; every worker pauses all Kommo traffic",
-				"accounts", fmt.Sprint(p.Accounts), "within", h.cfg.IPBlockWindow.String(), "until", p.Until.Format(time.RFC3339),
-				"lift", "enqueue accounts unblock --all")
-		}
-		r.Status = store.StatusFailed
-		next = fmt.Errorf("%w: %w", err, asynq.SkipRetry)
-	case retryable(err) && !a.final():
-		r.Status = store.StatusRetrying
-		next = err
-	default:
-		r.Status = store.StatusFailed
-		next = fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	if r.Status == store.StatusFailed {
+	if v.block {
+		h.markBlocked(ctx, a, err, &info)
+	}
+	if v.outcome == failed {
 		r.FinishedAt = time.Now().UTC()
 	}
 	if rerr := h.st.Record(ctx, r); rerr != nil {
 		h.cfg.Logger.Error("could not record result", "account", a.account, "widget", a.code, "error", rerr)
-		if r.Status == store.StatusFailed {
+		if v.outcome == failed {
 			// Keep the task alive until its verdict is on record.
 			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
 		}
 	}
-	h.cfg.Metrics.Task(a.taskType(), string(r.Status), class)
+	h.cfg.Metrics.Task(a.taskType(), string(r.Status), v.class)
 	level := slog.LevelWarn
-	if r.Status == store.StatusFailed {
+	if v.outcome == failed {
 		level = slog.LevelError
 	}
-	h.log(ctx, level, a, string(r.Status), class, dur, info.RequestID, info.Detail)
-	return next
+	h.log(ctx, level, a, string(r.Status), v.class, dur, info.RequestID, info.Detail)
+	switch {
+	case v.outcome == failed:
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	case v.delay > 0:
+		return &retry.DeferError{Delay: v.delay, Reason: fmt.Sprintf("Kommo answered 429 for account %d", a.account)}
+	}
+	return err
+}
+
+// markBlocked marks the account blocked after Kommo's HTML 403 and counts
+// the block towards an IP block, which pauses all Kommo traffic.
+func (h *Handler) markBlocked(ctx context.Context, a *attempt, err error, info *store.ErrorInfo) {
+	var ke *kommo.Error
+	errors.As(err, &ke)
+	if info.Detail == "" {
+		info.Detail = fmt.Sprintf("Kommo blocks account %d (%s): only Kommo support lifts it; nothing more is sent to it for %s or until an operator unblocks it",
+			a.account, firstNonEmpty(info.Title, "403"), h.cfg.BlockFor)
+	}
+	if berr := h.st.MarkBlocked(ctx, store.Block{AccountID: a.account, RequestID: ke.RequestID, Detail: info.Title}, h.cfg.BlockFor); berr != nil {
+		h.cfg.Logger.Warn("could not mark account blocked", "account", a.account, "error", berr)
+	}
+	if p, perr := h.st.NoteBlock(ctx, a.account, h.cfg.IPBlockWindow, h.cfg.IPBlockAccounts, h.cfg.IPBlockPause); perr != nil {
+		h.cfg.Logger.Warn("could not count the block towards an IP block", "account", a.account, "error", perr)
+	} else if p != nil {
+		h.cfg.Metrics.KommoPaused()
+		h.cfg.Logger.Error("Kommo blocked several accounts at once: the IP is blocked; every worker pauses all Kommo traffic",
+			"accounts", fmt.Sprint(p.Accounts), "within", h.cfg.IPBlockWindow.String(), "until", p.Until.Format(time.RFC3339),
+			"lift", "enqueue accounts unblock --all")
+	}
 }
 
 func (h *Handler) resultBase(a *attempt) *store.Result {
