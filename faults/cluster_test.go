@@ -16,6 +16,7 @@ import (
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -87,13 +88,9 @@ func TestRedisSentinel(t *testing.T) {
 	}
 	rdb := conn.Client()
 	t.Cleanup(func() { rdb.Close() })
-	deadline := time.Now().Add(30 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("no master through the sentinel:\n%s", s.Out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitfor.Until(t, 30*time.Second, func() (bool, string) {
+		return rdb.Ping(context.Background()).Err() == nil, "no master through the sentinel:\n" + s.Out.String()
+	})
 	f := fleettest.New(t, sandbox.Config{}, url, rdb)
 	f.AddAccounts(t, 1, n)
 	w := f.StartWorker(t, workerBin)

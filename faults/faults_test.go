@@ -15,6 +15,7 @@ import (
 	"github.com/widgetq/widgetq/internal/fleettest"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -279,13 +280,10 @@ func TestGarbageInTheQueueIsArchivedAndTheWorkerGoesOn(t *testing.T) {
 	if counts[store.StatusInstalled] != 1 {
 		t.Fatalf("the good task: %v", counts)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for f.Archived(t) != 2*len(garbage) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d archived, want %d", f.Archived(t), 2*len(garbage))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitfor.Until(t, 30*time.Second, func() (bool, string) {
+		n := f.Archived(t)
+		return n == 2*len(garbage), fmt.Sprintf("%d archived, want %d", n, 2*len(garbage))
+	})
 	if exited, _ := w.Exited(0); exited {
 		t.Fatalf("the worker died:\n%s", w.Out.String())
 	}

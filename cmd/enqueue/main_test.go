@@ -23,6 +23,7 @@ import (
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -439,13 +440,10 @@ func TestInterruptedBulkResumes(t *testing.T) {
 	if _, err := io.WriteString(pw, half); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for e.queueSize(t) < 1500 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first half never got in: %d queued", e.queueSize(t))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Until(t, 30*time.Second, func() (bool, string) {
+		n := e.queueSize(t)
+		return n >= 1500, fmt.Sprintf("the first half never got in: %d queued", n)
+	})
 	cancel()
 	pw.Close()
 	o := <-done
@@ -530,21 +528,16 @@ func failingFleet(t *testing.T, e *env) *sandbox.Server {
 
 func (e *env) waitFinal(t *testing.T, n int64) map[store.Status]int64 {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, _ := e.st.CountByStatus(context.Background())
+	var c map[store.Status]int64
+	waitfor.Until(t, 30*time.Second, func() (bool, string) {
+		c, _ = e.st.CountByStatus(context.Background())
 		var total int64
 		for _, v := range c {
 			total += v
 		}
-		if total == n && c[store.StatusQueued] == 0 && c[store.StatusRetrying] == 0 {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not final: %v", c)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return total == n && c[store.StatusQueued] == 0 && c[store.StatusRetrying] == 0, fmt.Sprintf("not final: %v", c)
+	})
+	return c
 }
 
 const seedSettings = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"}}`

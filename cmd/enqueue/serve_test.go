@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/widgetq/widgetq/internal/fleettest"
+	"github.com/widgetq/widgetq/internal/waitfor"
 )
 
 func TestServeNeedsATokenThenServes(t *testing.T) {
@@ -25,16 +26,13 @@ func TestServeNeedsATokenThenServes(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, func(k string) string { return vars[k] }, nil, &so, &se)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
 	var addr string
-	for addr == "" {
+	waitfor.Until(t, 10*time.Second, func() (bool, string) {
 		if m := regexp.MustCompile(`"addr":"([^"]+)"`).FindStringSubmatch(se.String()); m != nil {
 			addr = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("serve did not start: %s", se.String())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return addr != "", "serve did not start: " + se.String()
+	})
 	e.addAccounts(t, 1)
 	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/installs", strings.NewReader(`{"account_id":1,"widget_code":"amo_asterisk"}`))
 	req.Header.Set("Authorization", "Bearer tok")

@@ -28,6 +28,7 @@ import (
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/internal/testenv"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -213,17 +214,7 @@ func TestSIGTERMThenRestartLosesAndDoublesNothing(t *testing.T) {
 		f.Install(t, id, sandbox.WidgetAsterisk, seed)
 	}
 	// Stop it in the middle of the run.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		counts, _ := f.St.CountByStatus(context.Background())
-		if counts[store.StatusInstalled] >= 20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no progress")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	f.WaitCount(t, store.StatusInstalled, 20, time.Minute)
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -372,18 +363,11 @@ func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
 		t.Fatalf("readyz during a pause: %d %s", code, body)
 	}
 	// Queue state arrives from the background refresh (every 10 s).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitfor.Until(t, 30*time.Second, func() (bool, string) {
 		_, body = get(t, base+"/metrics", "")
-		if strings.Contains(body, `widgetq_queue_tasks{queue="`+f.Queue+`",state="completed"} 1`) && strings.Contains(body, "widgetq_blocked_accounts 0") &&
-			regexp.MustCompile(`(?m)^widgetq_kommo_paused_seconds [1-9]`).MatchString(body) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no queue state in /metrics:\n%s", body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return strings.Contains(body, `widgetq_queue_tasks{queue="`+f.Queue+`",state="completed"} 1`) && strings.Contains(body, "widgetq_blocked_accounts 0") &&
+			regexp.MustCompile(`(?m)^widgetq_kommo_paused_seconds [1-9]`).MatchString(body), "no queue state in /metrics:\n" + body
+	})
 
 	// Beyond loopback: a token is required to start, then on every route
 	// but /healthz.
@@ -513,17 +497,8 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 		Settings: json.RawMessage(`{"operators":{"1":{"login":"op","password":"eXaMp1E"}},"api_key":"eXaMp1E"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		c, _ := f.St.CountByStatus(context.Background())
-		if c[store.StatusInstalled] == 1 && c[store.StatusFailed] == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("results %v", c)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	f.WaitCount(t, store.StatusInstalled, 1, time.Minute)
+	f.WaitCount(t, store.StatusFailed, 1, time.Minute)
 	a1, _ := f.St.GetAccount(context.Background(), 1)
 	secretFree := func(name, page string) {
 		t.Helper()

@@ -13,6 +13,7 @@ import (
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/replay"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -60,16 +61,10 @@ func TestResultsPageReplaysWhenWritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	insp := asynq.NewInspectorFromRedisClient(r.Client)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if qi, err := insp.GetQueueInfo(queue); err == nil && qi.Archived == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not archived")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitfor.Until(t, 20*time.Second, func() (bool, string) {
+		qi, err := insp.GetQueueInfo(queue)
+		return err == nil && qi.Archived == 1, "not archived"
+	})
 	srv.Shutdown()
 	res, _ := st.Result(ctx, 1, "w")
 	res.Status, res.LastError = store.StatusFailed, &store.ErrorInfo{Class: "server", Detail: "503", At: time.Now()}

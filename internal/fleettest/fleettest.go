@@ -30,6 +30,7 @@ import (
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/internal/testenv"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -107,37 +108,27 @@ func (f *Fleet) Install(t testing.TB, account int64, code, settings string) {
 // WaitAllFinal waits until n results exist and none is queued or retrying.
 func (f *Fleet) WaitAllFinal(t testing.TB, n int64, within time.Duration) map[store.Status]int64 {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		counts, err := f.St.CountByStatus(context.Background())
+	var counts map[store.Status]int64
+	waitfor.Until(t, within, func() (bool, string) {
+		var err error
+		counts, err = f.St.CountByStatus(context.Background())
 		var total int64
 		for _, c := range counts {
 			total += c
 		}
-		if err == nil && total == n && counts[store.StatusQueued] == 0 && counts[store.StatusRetrying] == 0 {
-			return counts
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not all final after %v: %v (%v); sandbox %+v", within, counts, err, f.SB.Counters().Total)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && total == n && counts[store.StatusQueued] == 0 && counts[store.StatusRetrying] == 0,
+			fmt.Sprintf("not all final: %v (%v); sandbox %+v", counts, err, f.SB.Counters().Total)
+	})
+	return counts
 }
 
 // WaitCount waits until at least n results have status s.
 func (f *Fleet) WaitCount(t testing.TB, s store.Status, n int64, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	waitfor.Until(t, within, func() (bool, string) {
 		counts, _ := f.St.CountByStatus(context.Background())
-		if counts[s] >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d %s not reached in %v: %v", n, s, within, counts)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return counts[s] >= n, fmt.Sprintf("%d %s not reached: %v", n, s, counts)
+	})
 }
 
 // InstalledOnceEach fails the test unless the sandbox installed code in
@@ -242,13 +233,9 @@ func (p *Proc) Exited(within time.Duration) (bool, error) {
 // WaitOutput waits until the process has written s.
 func (p *Proc) WaitOutput(t testing.TB, s string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !strings.Contains(p.Out.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q within %v:\n%s", s, within, Tail(p.Out.String(), 3000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitfor.Until(t, within, func() (bool, string) {
+		return strings.Contains(p.Out.String(), s), fmt.Sprintf("no %q in:\n%s", s, Tail(p.Out.String(), 3000))
+	})
 }
 
 // StartWorker runs a worker binary on the fleet's queue and waits until it
@@ -312,14 +299,10 @@ func (s *Server) Start(t testing.TB) {
 	}
 	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			t.Fatalf("redis-server on %s did not answer:\n%s", s.Addr, log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitfor.Until(t, 15*time.Second, func() (bool, string) {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+		return c.Ping(context.Background()).Err() == nil, fmt.Sprintf("redis-server on %s did not answer:\n%s", s.Addr, log)
+	})
 }
 
 // Stop shuts the server down the way an operator would (SIGTERM: it

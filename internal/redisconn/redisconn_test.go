@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/widgetq/widgetq/internal/redisconn"
+	"github.com/widgetq/widgetq/internal/waitfor"
 )
 
 func TestParse(t *testing.T) {
@@ -80,11 +81,7 @@ func TestEmbeddedServesAndExpires(t *testing.T) {
 	if err := rdb.Set(ctx, "k", "v", 150*time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for rdb.Exists(ctx, "k").Val() == 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("a TTL never ran out on the embedded Redis")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitfor.Until(t, 5*time.Second, func() (bool, string) {
+		return rdb.Exists(ctx, "k").Val() == 0, "a TTL never ran out on the embedded Redis"
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 )
 
 func setup(t *testing.T) *store.Store {
@@ -218,20 +219,10 @@ func TestBlocks(t *testing.T) {
 	}
 	// A mark runs out by itself.
 	_ = s.MarkBlocked(ctx, store.Block{AccountID: 6}, 150*time.Millisecond)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitfor.Until(t, 10*time.Second, func() (bool, string) {
 		b, err := s.Blocked(ctx, 6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("block mark never ran out")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && b == nil, fmt.Sprintf("block mark never ran out (%v)", err)
+	})
 }
 
 func TestResultsAndIndexes(t *testing.T) {

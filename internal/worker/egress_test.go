@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/internal/worker"
 )
 
@@ -104,22 +106,13 @@ func TestAnIPBlockPausesAllKommoTraffic(t *testing.T) {
 		e.install(t, id, sandbox.WidgetAsterisk, seed)
 		keys = append(keys, key{int64(id), sandbox.WidgetAsterisk})
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		p, err := e.st.KommoPaused(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p != nil {
-			if len(p.Accounts) != 3 {
-				t.Fatalf("paused by %v, want three accounts", p.Accounts)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no pause after 30s; sandbox %+v", e.sb.Counters().Total)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var p *store.KommoPause
+	waitfor.Until(t, 30*time.Second, func() (bool, string) {
+		p, _ = e.st.KommoPaused(context.Background())
+		return p != nil, fmt.Sprintf("no pause; sandbox %+v", e.sb.Counters().Total)
+	})
+	if len(p.Accounts) != 3 {
+		t.Fatalf("paused by %v, want three accounts", p.Accounts)
 	}
 	e.sb.UnblockIP() // Kommo support lifted it; the workers wait out their pause
 	res := e.waitFinal(t, keys, time.Minute)

@@ -23,6 +23,7 @@ import (
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
@@ -145,27 +146,18 @@ type key struct {
 // waitFinal waits until every result is final and returns them.
 func (e *env) waitFinal(t *testing.T, keys []key, within time.Duration) map[key]*store.Result {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		out := map[key]*store.Result{}
-		pending := 0
+	var out map[key]*store.Result
+	waitfor.Until(t, within, func() (bool, string) {
+		out = map[key]*store.Result{}
 		for _, k := range keys {
-			r, err := e.st.Result(context.Background(), k.account, k.code)
-			if err != nil || !r.Status.Final() {
-				pending++
-				continue
+			if r, err := e.st.Result(context.Background(), k.account, k.code); err == nil && r.Status.Final() {
+				out[k] = r
 			}
-			out[k] = r
 		}
-		if pending == 0 {
-			return out
-		}
-		if time.Now().After(deadline) {
-			counts, _ := e.st.CountByStatus(context.Background())
-			t.Fatalf("%d of %d results not final after %v; by status %v; sandbox %+v", pending, len(keys), within, counts, e.sb.Counters().Total)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		counts, _ := e.st.CountByStatus(context.Background())
+		return len(out) == len(keys), fmt.Sprintf("%d of %d results not final; by status %v; sandbox %+v", len(keys)-len(out), len(keys), counts, e.sb.Counters().Total)
+	})
+	return out
 }
 
 const seed = `{"login":"example","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`
@@ -253,17 +245,10 @@ func TestPermanentFailuresAfterOneAttempt(t *testing.T) {
 	}
 	// Permanent failures are archived, not retried.
 	insp := asynq.NewInspectorFromRedisClient(e.r.Client)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitfor.Until(t, 10*time.Second, func() (bool, string) {
 		arch, _ := insp.ListArchivedTasks(e.queue)
-		if len(arch) == len(keys) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d archived tasks, want %d", len(arch), len(keys))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(arch) == len(keys), fmt.Sprintf("%d archived tasks, want %d", len(arch), len(keys))
+	})
 }
 
 func TestAmbiguousFailureIsCheckedBeforeInstallingAgain(t *testing.T) {
@@ -375,21 +360,15 @@ func TestGarbagePayloadsAreArchived(t *testing.T) {
 	e.install(t, 1, sandbox.WidgetAsterisk, seed)
 	e.waitFinal(t, []key{{1, sandbox.WidgetAsterisk}}, 20*time.Second)
 	insp := asynq.NewInspectorFromRedisClient(e.r.Client)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		arch, _ := insp.ListArchivedTasks(e.queue)
-		if len(arch) == 6 {
-			for _, a := range arch {
-				if !strings.Contains(a.LastErr, "invalid") {
-					t.Fatalf("archived with %q", a.LastErr)
-				}
-			}
-			break
+	var arch []*asynq.TaskInfo
+	waitfor.Until(t, 10*time.Second, func() (bool, string) {
+		arch, _ = insp.ListArchivedTasks(e.queue)
+		return len(arch) == 6, fmt.Sprintf("%d archived, want 6", len(arch))
+	})
+	for _, a := range arch {
+		if !strings.Contains(a.LastErr, "invalid") {
+			t.Fatalf("archived with %q", a.LastErr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d archived, want 6", len(arch))
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -429,19 +408,13 @@ func TestSealedSettingsReachKommoOnlyThroughAWorkerWithTheKey(t *testing.T) {
 	// A worker without the key cannot open the settings: retried as an
 	// internal failure that names the setting, nothing sent to Kommo.
 	stop := e.startWorker(t, worker.Config{MaxWait: time.Second}, ratelimit.Config{}, 2)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r, _ := e.st.Result(context.Background(), 1, sandbox.WidgetAsterisk)
-		if r != nil && r.LastError != nil {
-			if r.Status != store.StatusRetrying || r.LastError.Class != worker.ClassInternal || !strings.Contains(r.LastError.Detail, "WIDGETQ_SECRET_KEY") {
-				t.Fatalf("without the key: %+v %+v", r, r.LastError)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no attempt recorded: %+v", r)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var r *store.Result
+	waitfor.Until(t, 20*time.Second, func() (bool, string) {
+		r, _ = e.st.Result(context.Background(), 1, sandbox.WidgetAsterisk)
+		return r != nil && r.LastError != nil, fmt.Sprintf("no attempt recorded: %+v", r)
+	})
+	if r.Status != store.StatusRetrying || r.LastError.Class != worker.ClassInternal || !strings.Contains(r.LastError.Detail, "WIDGETQ_SECRET_KEY") {
+		t.Fatalf("without the key: %+v %+v", r, r.LastError)
 	}
 	if _, ok := e.sb.Installed("a1", sandbox.WidgetAsterisk); ok {
 		t.Fatal("installed without its settings")
@@ -505,17 +478,10 @@ func TestReconcileGivesArchivedTasksTheirVerdict(t *testing.T) {
 		t.Fatal(err)
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.r.Client)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitfor.Until(t, 20*time.Second, func() (bool, string) {
 		qi, err := insp.GetQueueInfo(e.queue)
-		if err == nil && qi.Archived == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not archived: %+v %v", qi, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && qi.Archived == 3, fmt.Sprintf("not archived: %+v %v", qi, err)
+	})
 	srv.Shutdown()
 
 	lim, _ := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})

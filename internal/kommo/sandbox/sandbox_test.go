@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/widgetq/widgetq/internal/fakeclock"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
+	"github.com/widgetq/widgetq/internal/waitfor"
 )
 
 type bundle struct {
@@ -416,13 +418,9 @@ func TestLimitsAreJudgedOnArrivalNotAfterLatency(t *testing.T) {
 	b := setup(t, sandbox.Config{RatePerSecond: 1, Latency: 300 * time.Millisecond})
 	first := make(chan int, 1)
 	go func() { first <- b.do(t, "GET", "alpha", "/api/v4/account", b.admin.AccessToken, nil).status }()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.sb.Counters().Accounts["1001"].MaxConcurrent == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first request never arrived")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Until(t, 5*time.Second, func() (bool, string) {
+		return b.sb.Counters().Accounts["1001"].MaxConcurrent > 0, "the first request never arrived"
+	})
 	// The first request was judged when it arrived; two seconds later,
 	// while it is still being answered, the second one fits.
 	b.clk.Add(2 * time.Second)
@@ -757,13 +755,10 @@ func TestInjectedResetsHangsAndTruncations(t *testing.T) {
 		t.Fatalf("fault counters %+v", c.Total)
 	}
 	// The hung request is counted once the sandbox noticed the client left.
-	deadline := time.Now().Add(5 * time.Second)
-	for b.sb.Counters().Requests["GET /api/v4/account"]["gone"] != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("requests by status: %v, want 2 gone (reset, hang) and 1 truncated", b.sb.Counters().Requests)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.Until(t, 5*time.Second, func() (bool, string) {
+		r := b.sb.Counters().Requests
+		return r["GET /api/v4/account"]["gone"] == 2, fmt.Sprintf("requests by status: %v, want 2 gone (reset, hang) and 1 truncated", r)
+	})
 	if n := b.sb.Counters().Requests["GET /api/v4/account"]["truncated"]; n != 1 {
 		t.Fatalf("truncated count %d", n)
 	}
@@ -891,13 +886,9 @@ func TestCloseEndsHungRequests(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.sb.Counters().Total.Hangs == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("request never reached the hang")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Until(t, 5*time.Second, func() (bool, string) {
+		return b.sb.Counters().Total.Hangs > 0, "request never reached the hang"
+	})
 	b.sb.Close()
 	select {
 	case <-done:
