@@ -285,7 +285,7 @@ func (h *Handler) HandleUninstall(ctx context.Context, t *asynq.Task) error {
 // badPayload archives a task whose payload is not ours: nothing to retry,
 // no account to record it for.
 func (h *Handler) badPayload(ctx context.Context, t *asynq.Task, err error) error {
-	id, _ := asynq.GetTaskID(ctx)
+	id := attemptOf(ctx).TaskID
 	h.cfg.Metrics.Task(t.Type(), "rejected", string(kommo.ClassInvalid))
 	h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "task rejected", slog.String("task_id", id), slog.String("type", t.Type()),
 		slog.String("class", string(kommo.ClassInvalid)), slog.String("error", err.Error()))
@@ -294,10 +294,8 @@ func (h *Handler) badPayload(ctx context.Context, t *asynq.Task, err error) erro
 
 func (h *Handler) begin(ctx context.Context, op string, account int64, code, enqueueID string) (*attempt, error) {
 	a := &attempt{op: op, account: account, code: code, enqueueID: enqueueID}
-	a.taskID, _ = asynq.GetTaskID(ctx)
-	a.queue, _ = asynq.GetQueueName(ctx)
-	a.retryCount, _ = asynq.GetRetryCount(ctx)
-	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
+	at := attemptOf(ctx)
+	a.taskID, a.queue, a.retryCount, a.maxRetry = at.TaskID, at.Queue, at.Retried, at.MaxRetry
 	// One round trip: the result so far, the account, its block mark — and
 	// the in-flight mark, set before anything may reach Kommo (a run that
 	// ends before the install clears it with its verdict).
