@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/widgetq/widgetq/internal/kommohost"
 )
 
 // DefaultTimeout bounds one HTTP exchange with Kommo when the caller sets
@@ -80,19 +82,10 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 // parseBaseURL checks an account's API base: an absolute http(s) URL with a
 // host and no query, fragment or credentials.
 func parseBaseURL(s string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(s))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("kommo: base URL: not a URL")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return nil, fmt.Errorf("kommo: base URL: scheme must be https or http, got %q", u.Scheme)
-	case u.Host == "":
-		return nil, fmt.Errorf("kommo: base URL: no host")
-	case u.User != nil:
-		return nil, fmt.Errorf("kommo: base URL: must not carry credentials")
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("kommo: base URL: must not carry a query or fragment")
+	if err := kommohost.Syntax(s); err != nil {
+		return nil, fmt.Errorf("kommo: base URL: %w", err)
 	}
+	u, _ := url.Parse(strings.TrimSpace(s))
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil

@@ -225,6 +225,26 @@ func (l *List) Check(raw string) error {
 	return nil
 }
 
+// Syntax checks what every account base URL must be, whatever the list:
+// an absolute http(s) URL with a host and no user, password, query or
+// fragment. The Kommo client and the store use it; Check adds the list.
+func Syntax(raw string) error {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("scheme must be https or http, got %q", u.Scheme)
+	case u.Host == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("must not carry credentials")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("must not carry a query or fragment")
+	}
+	return nil
+}
+
 // Allowed reports whether Check passes.
 func (l *List) Allowed(raw string) bool { return l.Check(raw) == nil }
 

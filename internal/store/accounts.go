@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/widgetq/widgetq/internal/kommo"
+	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/seal"
 )
 
@@ -47,16 +47,19 @@ func mask(s string) string {
 	if s == "" {
 		return "none"
 	}
-	return kommo.Redacted
+	return redacted
 }
+
+// redacted stands where a token would be shown.
+const redacted = "[REDACTED]"
 
 // Validate names the first field that is not acceptable.
 func (a *Account) Validate() error {
 	if a.ID <= 0 {
 		return fmt.Errorf("account_id: must be a positive integer, got %d", a.ID)
 	}
-	if _, err := kommo.NewClient(a.BaseURL); err != nil {
-		return fmt.Errorf("account %d: base_url: %s", a.ID, strings.TrimPrefix(err.Error(), "kommo: base URL: "))
+	if err := kommohost.Syntax(a.BaseURL); err != nil {
+		return fmt.Errorf("account %d: base_url: %v", a.ID, err)
 	}
 	if a.AccessToken == "" {
 		return fmt.Errorf("account %d: access_token: required", a.ID)
@@ -211,35 +214,21 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'access_token', ARGV[1], 'refresh_token', ARGV[2], 'expires_at', ARGV[3], 'updated_at', ARGV[4])
 return 1`)
 
-// TokenStore returns the kommo.TokenStore of one account: its pair, read
-// afresh from Redis on every load.
-func (s *Store) TokenStore(n int64) kommo.TokenStore { return &tokenStore{s: s, id: n} }
-
-type tokenStore struct {
-	s  *Store
-	id int64
-}
-
-func (t *tokenStore) LoadToken(ctx context.Context) (*kommo.Token, error) {
-	a, err := t.s.GetAccount(ctx, t.id)
-	if err != nil {
-		return nil, err
-	}
-	return &kommo.Token{AccessToken: a.AccessToken, RefreshToken: a.RefreshToken, Expiry: a.ExpiresAt}, nil
-}
-
-func (t *tokenStore) SaveToken(ctx context.Context, tok *kommo.Token) error {
+// SaveTokens stores an account's refreshed pair (sealed with the store's
+// keys) only while the account exists, so a refresh racing a delete cannot
+// leave half an account behind. GetAccount reads them back.
+func (s *Store) SaveTokens(ctx context.Context, n int64, access, refresh string, expiry time.Time) error {
 	exp := ""
-	if !tok.Expiry.IsZero() {
-		exp = tok.Expiry.UTC().Format(time.RFC3339Nano)
+	if !expiry.IsZero() {
+		exp = expiry.UTC().Format(time.RFC3339Nano)
 	}
-	n, err := saveTokenScript.Run(ctx, t.s.rdb, []string{t.s.accountKey(t.id)},
-		t.s.keys.Seal(tok.AccessToken), t.s.keys.Seal(tok.RefreshToken), exp, t.s.now().UTC().Format(time.RFC3339Nano)).Int()
+	ok, err := saveTokenScript.Run(ctx, s.rdb, []string{s.accountKey(n)},
+		s.keys.Seal(access), s.keys.Seal(refresh), exp, s.now().UTC().Format(time.RFC3339Nano)).Int()
 	if err != nil {
-		return redisErr(fmt.Sprintf("save token of account %d", t.id), err)
+		return redisErr(fmt.Sprintf("save token of account %d", n), err)
 	}
-	if n == 0 {
-		return fmt.Errorf("save token: account %d: %w", t.id, ErrAccountNotFound)
+	if ok == 0 {
+		return fmt.Errorf("save token: account %d: %w", n, ErrAccountNotFound)
 	}
 	return nil
 }
@@ -250,19 +239,20 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 
 // RefreshLock returns the account's refresh lock, shared by every process
-// on this Redis.
-func (s *Store) RefreshLock(n int64) kommo.Locker {
-	return &lock{s: s, key: s.key("lock", "refresh", id(n))}
+// on this Redis (a kommo.Locker).
+func (s *Store) RefreshLock(n int64) *Lock {
+	return &Lock{s: s, key: s.key("lock", "refresh", id(n))}
 }
 
-type lock struct {
+// Lock is a lock in Redis, held by one process at a time.
+type Lock struct {
 	s   *Store
 	key string
 }
 
 // Lock waits (bounded by ctx) until it holds the lock. A holder that dies
 // keeps it at most LockTTL.
-func (l *lock) Lock(ctx context.Context) (func(), error) {
+func (l *Lock) Lock(ctx context.Context) (func(), error) {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	token := hex.EncodeToString(b)

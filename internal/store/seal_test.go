@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
@@ -62,7 +61,7 @@ func TestTokensAreSealedInRedisAndOpenForTheWorker(t *testing.T) {
 	if err := s.PutAccount(ctx, store.Account{ID: 7, BaseURL: "https://a.kommo.com", AccessToken: "at_PLAIN_ACCESS", RefreshToken: "rt_PLAIN_REFRESH"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.TokenStore(8).SaveToken(ctx, &kommo.Token{AccessToken: "x"}); !errors.Is(err, store.ErrAccountNotFound) {
+	if err := s.SaveTokens(ctx, 8, "x", "", time.Time{}); !errors.Is(err, store.ErrAccountNotFound) {
 		t.Fatal(err)
 	}
 	raw := rawValues(t, r, prefix)
@@ -74,7 +73,7 @@ func TestTokensAreSealedInRedisAndOpenForTheWorker(t *testing.T) {
 	if err != nil || a.AccessToken != "at_PLAIN_ACCESS" || a.RefreshToken != "rt_PLAIN_REFRESH" {
 		t.Fatalf("get: %+v %v", a, err)
 	}
-	if err := s.TokenStore(7).SaveToken(ctx, &kommo.Token{AccessToken: "at_NEW_PLAIN", RefreshToken: "rt_NEW_PLAIN", Expiry: time.Now().Add(time.Hour)}); err != nil {
+	if err := s.SaveTokens(ctx, 7, "at_NEW_PLAIN", "rt_NEW_PLAIN", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if raw := rawValues(t, r, prefix); strings.Contains(raw, "PLAIN") {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/widgetq/widgetq/internal/kommo"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/internal/waitfor"
@@ -54,7 +53,7 @@ func TestAccountsRoundTripWithoutShowingTokens(t *testing.T) {
 	if err := s.DeleteAccount(ctx, 42); !errors.Is(err, store.ErrAccountNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if err := s.TokenStore(42).SaveToken(ctx, &kommo.Token{AccessToken: "x"}); !errors.Is(err, store.ErrAccountNotFound) {
+	if err := s.SaveTokens(ctx, 42, "x", "", time.Time{}); !errors.Is(err, store.ErrAccountNotFound) {
 		t.Fatalf("saving a token of a deleted account: %v", err)
 	}
 	if _, err := s.GetAccount(ctx, 42); !errors.Is(err, store.ErrNotFound) {
@@ -88,13 +87,12 @@ func TestTokenStoreAndPaging(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ts := s.TokenStore(7)
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
-	if err := ts.SaveToken(ctx, &kommo.Token{AccessToken: "at2", RefreshToken: "rt2", Expiry: exp}); err != nil {
+	if err := s.SaveTokens(ctx, 7, "at2", "rt2", exp); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := ts.LoadToken(ctx)
-	if err != nil || tok.AccessToken != "at2" || tok.RefreshToken != "rt2" || !tok.Expiry.Equal(exp) {
+	tok, err := s.GetAccount(ctx, 7)
+	if err != nil || tok.AccessToken != "at2" || tok.RefreshToken != "rt2" || !tok.ExpiresAt.Equal(exp) {
 		t.Fatalf("token %v %v", tok, err)
 	}
 	var seen []int64

@@ -330,7 +330,7 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 			oauth.Timeout = h.cfg.RequestTimeout
 		}
 		auth = &kommo.RefreshingAuth{
-			OAuth: &oauth, BaseURL: acct.BaseURL, Store: h.st.TokenStore(acct.ID), Lock: h.st.RefreshLock(acct.ID),
+			OAuth: &oauth, BaseURL: acct.BaseURL, Store: accountTokens{h.st, acct.ID}, Lock: h.st.RefreshLock(acct.ID),
 			Current: &kommo.Token{AccessToken: acct.AccessToken, RefreshToken: acct.RefreshToken, Expiry: acct.ExpiresAt},
 		}
 	}
@@ -676,4 +676,24 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// accountTokens is one account's token pair in the store, as the Kommo
+// client's refresher reads and writes it: read afresh on every load, and a
+// new pair stored before it is used.
+type accountTokens struct {
+	st *store.Store
+	id int64
+}
+
+func (t accountTokens) LoadToken(ctx context.Context) (*kommo.Token, error) {
+	a, err := t.st.GetAccount(ctx, t.id)
+	if err != nil {
+		return nil, err
+	}
+	return &kommo.Token{AccessToken: a.AccessToken, RefreshToken: a.RefreshToken, Expiry: a.ExpiresAt}, nil
+}
+
+func (t accountTokens) SaveToken(ctx context.Context, tok *kommo.Token) error {
+	return t.st.SaveTokens(ctx, t.id, tok.AccessToken, tok.RefreshToken, tok.Expiry)
 }
