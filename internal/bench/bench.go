@@ -30,6 +30,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/widgetq/widgetq/internal/keyspace"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/store"
@@ -303,7 +304,7 @@ func (b *bench) cleanup(n *nsp) {
 	for _, q := range tasks.ShardQueues(n.queue, b.shards) {
 		b.dropQueue(q)
 	}
-	b.unlink("{" + n.prefix + "}:*")
+	b.unlink(keyspace.New(n.prefix).Pattern())
 }
 
 // dropQueue deletes a queue and every key of it: asynq's DeleteQueue

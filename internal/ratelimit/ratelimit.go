@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/widgetq/widgetq/internal/keyspace"
 	"github.com/widgetq/widgetq/internal/retry"
 )
 
@@ -65,7 +66,7 @@ func (c Config) WithDefaults() Config {
 		c.SlowFor = time.Minute
 	}
 	if c.Prefix == "" {
-		c.Prefix = "widgetq"
+		c.Prefix = keyspace.DefaultPrefix
 	}
 	return c
 }
@@ -103,7 +104,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Limiter{rdb: rdb, cfg: cfg, pre: "{" + cfg.Prefix + "}:rl:"}, nil
+	return &Limiter{rdb: rdb, cfg: cfg, pre: keyspace.New(cfg.Prefix).Key("rl", "")}, nil
 }
 
 // Config returns the limiter's settings.

@@ -15,17 +15,18 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/widgetq/widgetq/internal/keyspace"
 	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/seal"
 )
 
 // DefaultPrefix is the key prefix when none is given.
-const DefaultPrefix = "widgetq"
+const DefaultPrefix = keyspace.DefaultPrefix
 
 // Store is widgetq's Redis-backed state. It is safe for concurrent use.
 type Store struct {
 	rdb    redis.UniversalClient
-	prefix string
+	prefix keyspace.Space
 	now    func() time.Time
 	keys   *seal.Keys
 	hosts  *kommohost.List
@@ -39,10 +40,7 @@ type Store struct {
 // New returns a store on rdb whose keys start with "{prefix}:"; an empty
 // prefix means DefaultPrefix.
 func New(rdb redis.UniversalClient, prefix string) *Store {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	return &Store{rdb: rdb, prefix: "{" + prefix + "}:", now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
+	return &Store{rdb: rdb, prefix: keyspace.New(prefix), now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
 }
 
 // WithKeys makes the store seal the tokens it writes with keys, and open
@@ -73,14 +71,7 @@ func (s *Store) Keys() *seal.Keys { return s.keys }
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 func (s *Store) key(parts ...string) string {
-	k := s.prefix
-	for i, p := range parts {
-		if i > 0 {
-			k += ":"
-		}
-		k += p
-	}
-	return k
+	return s.prefix.Key(parts...)
 }
 
 func id(n int64) string { return strconv.FormatInt(n, 10) }
