@@ -133,16 +133,36 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// State is what the handler reads and writes of widgetq's own state,
+// declared here where it is consumed; *store.Store provides it.
+type State interface {
+	// Begin reads a task's result, account, block mark and the Kommo
+	// pause in one round trip, and marks the result in flight.
+	Begin(ctx context.Context, account int64, code string, markInFlight bool) (store.TaskState, error)
+	ClearInFlight(ctx context.Context, account int64, code string) error
+	Record(ctx context.Context, r *store.Result) error
+	RecordUnfinished(ctx context.Context, r *store.Result) (bool, error)
+	Result(ctx context.Context, account int64, code string) (*store.Result, error)
+	MarkBlocked(ctx context.Context, b store.Block, ttl time.Duration) error
+	NoteBlock(ctx context.Context, account int64, window time.Duration, threshold int, pause time.Duration) (*store.KommoPause, error)
+	// The account's token pair and its refresh lock, for the refresher.
+	GetAccount(ctx context.Context, n int64) (*store.Account, error)
+	SaveTokens(ctx context.Context, n int64, access, refresh string, expiry time.Time) error
+	RefreshLock(n int64) *store.Lock
+	// Keys open sealed settings.
+	Keys() *seal.Keys
+}
+
 // Handler runs install and uninstall tasks. It is safe for concurrent use.
 type Handler struct {
-	st        *store.Store
+	st        State
 	lim       *ratelimit.Limiter
 	cfg       Config
 	templates templateCache
 }
 
 // NewHandler returns a handler on the store and limiter.
-func NewHandler(st *store.Store, lim *ratelimit.Limiter, cfg Config) *Handler {
+func NewHandler(st State, lim *ratelimit.Limiter, cfg Config) *Handler {
 	cfg = cfg.WithDefaults()
 	for _, s := range TaskSeries() {
 		cfg.Metrics.DeclareTask(s[0], s[1], s[2])
@@ -682,7 +702,7 @@ func firstNonEmpty(ss ...string) string {
 // client's refresher reads and writes it: read afresh on every load, and a
 // new pair stored before it is used.
 type accountTokens struct {
-	st *store.Store
+	st State
 	id int64
 }
 
