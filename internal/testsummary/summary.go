@@ -32,10 +32,15 @@ type summary struct {
 	skips                  []skip
 	packages, failedPkgs   int
 	buildFailed            bool
+	// testFailedIn marks packages where a test failed; brokenPkgs are the
+	// packages that failed without one (a build error, a panic in
+	// TestMain, a timeout), counted as failures too.
+	testFailedIn map[string]bool
+	brokenPkgs   []string
 }
 
 func newSummary(w io.Writer) *summary {
-	return &summary{w: w, out: map[[2]string]*strings.Builder{}}
+	return &summary{w: w, out: map[[2]string]*strings.Builder{}, testFailedIn: map[string]bool{}}
 }
 
 // read consumes the stream. A line that is not JSON is passed through.
@@ -103,6 +108,7 @@ func (s *summary) add(e event) {
 			s.passed++
 		case "fail":
 			s.failed++
+			s.testFailedIn[e.Package] = true
 			fmt.Fprint(s.w, text)
 		case "skip":
 			s.nskips++
@@ -124,6 +130,10 @@ func (s *summary) endPackage(e event) {
 	s.failedPkgs++
 	if e.FailedBuild != "" {
 		s.buildFailed = true
+	}
+	if !s.testFailedIn[e.Package] {
+		s.failed++
+		s.brokenPkgs = append(s.brokenPkgs, e.Package)
 	}
 	for k, b := range s.out {
 		if k[0] == e.Package {
@@ -159,6 +169,9 @@ func (s *summary) close() bool {
 	if ok && s.passed == 0 {
 		fmt.Fprintln(s.w, "testsummary: no test ran")
 		ok = false
+	}
+	if len(s.brokenPkgs) > 0 {
+		fmt.Fprintf(s.w, "failed without a failing test (build error, TestMain, panic or timeout; counted as failures): %s\n", strings.Join(s.brokenPkgs, ", "))
 	}
 	if len(s.skips) == 0 {
 		fmt.Fprintln(s.w, "skipped: none")

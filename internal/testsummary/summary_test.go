@@ -74,7 +74,7 @@ func TestSummary(t *testing.T) {
 {"Action":"run","Package":"m/z","Test":"TestZ"}
 {"Action":"pass","Package":"m/z","Test":"TestZ"}
 `,
-			want: []string{"panic: boom\n", "tests: 1 passed, 0 failed, 0 skipped"},
+			want: []string{"panic: boom\n", "failed without a failing test (build error, TestMain, panic or timeout; counted as failures): m/a", "tests: 1 passed, 1 failed, 0 skipped"},
 		},
 		{
 			name: "a build failure",
@@ -85,7 +85,7 @@ func TestSummary(t *testing.T) {
 {"Action":"run","Package":"m/z","Test":"TestZ"}
 {"Action":"pass","Package":"m/z","Test":"TestZ"}
 `,
-			want: []string{"a.go:1:1: syntax error\n", "FAIL\tm/a [build failed]\n"},
+			want: []string{"a.go:1:1: syntax error\n", "FAIL\tm/a [build failed]\n", "tests: 1 passed, 1 failed, 0 skipped"},
 		},
 		{
 			name:   "nothing ran",
