@@ -7,6 +7,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,9 +87,17 @@ func fieldOnly(err error) string {
 	return fe.Field + " is invalid"
 }
 
+// ResultReader is what the results page reads (*store.Store provides
+// it).
+type ResultReader interface {
+	Result(ctx context.Context, account int64, code string) (*store.Result, error)
+	Results(ctx context.Context, q store.Query) (store.Page, error)
+	CountByStatus(ctx context.Context) (map[store.Status]int64, error)
+}
+
 // Results serves the results page.
 type Results struct {
-	Store *store.Store
+	Store ResultReader
 	// Prefix is the console's path prefix (e.g. "/results").
 	Prefix string
 	// Replayer, when set (a writable console), puts a replay button on

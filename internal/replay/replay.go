@@ -19,10 +19,19 @@ import (
 	"github.com/widgetq/widgetq/tasks"
 )
 
+// Journal is what a replay needs of widgetq's store: the journal of moves
+// in progress and the queued mark of a result (*store.Store provides it).
+type Journal interface {
+	JournalPut(ctx context.Context, e store.JournalEntry) error
+	JournalDel(ctx context.Context, taskID string) error
+	JournalAll(ctx context.Context) ([]store.JournalEntry, error)
+	MarkQueued(ctx context.Context, q store.Queued) (bool, error)
+}
+
 // Replayer replays on one Redis and store.
 type Replayer struct {
 	RDB   redis.UniversalClient
-	Store *store.Store
+	Store Journal
 }
 
 // Outcome is what became of one failed result.

@@ -81,13 +81,13 @@ func (a *Account) Info() Info {
 	return Info{ID: a.ID, BaseURL: a.BaseURL, HasRefreshToken: a.RefreshToken != "", ExpiresAt: a.ExpiresAt, UpdatedAt: a.UpdatedAt}
 }
 
-func (s *Store) accountKey(n int64) string { return s.key("acct", id(n)) }
+func (s *base) accountKey(n int64) string { return s.key("acct", id(n)) }
 
 // CheckAccount names what makes an account unacceptable: a bad field, or
 // (with WithHosts) a base URL off the Kommo host allow-list — the error
 // then reads "account N: base_url: host … is not an allowed Kommo host"
 // and is a *kommohost.Error underneath.
-func (s *Store) CheckAccount(a Account) error {
+func (s *base) CheckAccount(a Account) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (s *Store) CheckAccount(a Account) error {
 
 // PutAccount stores an account's credentials, replacing any before. It
 // refuses what CheckAccount refuses.
-func (s *Store) PutAccount(ctx context.Context, a Account) error {
+func (s *AccountStore) PutAccount(ctx context.Context, a Account) error {
 	if err := s.CheckAccount(a); err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (s *Store) PutAccount(ctx context.Context, a Account) error {
 
 // accountFields are the hash fields of an account, its tokens sealed when
 // the store has a key.
-func (s *Store) accountFields(a Account) []any {
+func (s *AccountStore) accountFields(a Account) []any {
 	f := []any{"base_url", a.BaseURL, "access_token", s.keys.Seal(a.AccessToken), "refresh_token", s.keys.Seal(a.RefreshToken), "updated_at", a.UpdatedAt.Format(time.RFC3339Nano)}
 	if !a.ExpiresAt.IsZero() {
 		f = append(f, "expires_at", a.ExpiresAt.UTC().Format(time.RFC3339Nano))
@@ -131,7 +131,7 @@ func (s *Store) accountFields(a Account) []any {
 }
 
 // GetAccount reads an account; ErrAccountNotFound when it has none.
-func (s *Store) GetAccount(ctx context.Context, n int64) (*Account, error) {
+func (s *AccountStore) GetAccount(ctx context.Context, n int64) (*Account, error) {
 	m, err := s.rdb.HGetAll(ctx, s.accountKey(n)).Result()
 	if err != nil {
 		return nil, redisErr(fmt.Sprintf("get account %d", n), err)
@@ -141,7 +141,7 @@ func (s *Store) GetAccount(ctx context.Context, n int64) (*Account, error) {
 
 // decodeAccount reads an account's hash, opening sealed tokens. An error
 // opening them names the account and the field, never the value.
-func (s *Store) decodeAccount(n int64, m map[string]string) (*Account, error) {
+func (s *base) decodeAccount(n int64, m map[string]string) (*Account, error) {
 	if len(m) == 0 || m["base_url"] == "" {
 		return nil, fmt.Errorf("account %d: %w", n, ErrAccountNotFound)
 	}
@@ -160,7 +160,7 @@ func (s *Store) decodeAccount(n int64, m map[string]string) (*Account, error) {
 
 // DeleteAccount removes an account's credentials; a missing account is
 // ErrAccountNotFound.
-func (s *Store) DeleteAccount(ctx context.Context, n int64) error {
+func (s *AccountStore) DeleteAccount(ctx context.Context, n int64) error {
 	var del *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		del = p.Del(ctx, s.accountKey(n))
@@ -178,7 +178,7 @@ func (s *Store) DeleteAccount(ctx context.Context, n int64) error {
 
 // ListAccounts returns up to limit accounts after the one with ID after
 // (0: from the start), in ID order, without their tokens.
-func (s *Store) ListAccounts(ctx context.Context, after int64, limit int) ([]Info, error) {
+func (s *AccountStore) ListAccounts(ctx context.Context, after int64, limit int) ([]Info, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -202,7 +202,7 @@ func (s *Store) ListAccounts(ctx context.Context, after int64, limit int) ([]Inf
 }
 
 // CountAccounts returns how many accounts have credentials.
-func (s *Store) CountAccounts(ctx context.Context) (int64, error) {
+func (s *AccountStore) CountAccounts(ctx context.Context) (int64, error) {
 	n, err := s.rdb.ZCard(ctx, s.key("accts")).Result()
 	return n, redisErr("count accounts", err)
 }
@@ -217,7 +217,7 @@ return 1`)
 // SaveTokens stores an account's refreshed pair (sealed with the store's
 // keys) only while the account exists, so a refresh racing a delete cannot
 // leave half an account behind. GetAccount reads them back.
-func (s *Store) SaveTokens(ctx context.Context, n int64, access, refresh string, expiry time.Time) error {
+func (s *AccountStore) SaveTokens(ctx context.Context, n int64, access, refresh string, expiry time.Time) error {
 	exp := ""
 	if !expiry.IsZero() {
 		exp = expiry.UTC().Format(time.RFC3339Nano)
@@ -240,13 +240,13 @@ return 0`)
 
 // RefreshLock returns the account's refresh lock, shared by every process
 // on this Redis (a kommo.Locker).
-func (s *Store) RefreshLock(n int64) *Lock {
-	return &Lock{s: s, key: s.key("lock", "refresh", id(n))}
+func (s *MarkStore) RefreshLock(n int64) *Lock {
+	return &Lock{s: s.base, key: s.key("lock", "refresh", id(n))}
 }
 
 // Lock is a lock in Redis, held by one process at a time.
 type Lock struct {
-	s   *Store
+	s   *base
 	key string
 }
 
@@ -289,7 +289,7 @@ type Block struct {
 }
 
 // MarkBlocked marks an account blocked for ttl.
-func (s *Store) MarkBlocked(ctx context.Context, b Block, ttl time.Duration) error {
+func (s *MarkStore) MarkBlocked(ctx context.Context, b Block, ttl time.Duration) error {
 	b.Since = s.now().UTC()
 	b.Until = b.Since.Add(ttl)
 	raw, _ := json.Marshal(b)
@@ -302,7 +302,7 @@ func (s *Store) MarkBlocked(ctx context.Context, b Block, ttl time.Duration) err
 }
 
 // Blocked returns the account's block mark, or nil when it has none.
-func (s *Store) Blocked(ctx context.Context, n int64) (*Block, error) {
+func (s *MarkStore) Blocked(ctx context.Context, n int64) (*Block, error) {
 	raw, err := s.rdb.Get(ctx, s.key("blocked", id(n))).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -318,7 +318,7 @@ func (s *Store) Blocked(ctx context.Context, n int64) (*Block, error) {
 }
 
 // Unblock clears an account's block mark; it reports whether there was one.
-func (s *Store) Unblock(ctx context.Context, n int64) (bool, error) {
+func (s *MarkStore) Unblock(ctx context.Context, n int64) (bool, error) {
 	var del *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		del = p.Del(ctx, s.key("blocked", id(n)))
@@ -332,7 +332,7 @@ func (s *Store) Unblock(ctx context.Context, n int64) (bool, error) {
 }
 
 // ListBlocked returns the accounts blocked now.
-func (s *Store) ListBlocked(ctx context.Context) ([]Block, error) {
+func (s *MarkStore) ListBlocked(ctx context.Context) ([]Block, error) {
 	now := s.now().UnixMilli()
 	ids, err := s.rdb.ZRangeByScore(ctx, s.key("blocked"), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now, 10), Max: "+inf"}).Result()
 	if err != nil {
@@ -356,7 +356,7 @@ func (s *Store) ListBlocked(ctx context.Context) ([]Block, error) {
 
 // AccountsExist reports which of the accounts have credentials, in one
 // round trip.
-func (s *Store) AccountsExist(ctx context.Context, ids []int64) (map[int64]bool, error) {
+func (s *AccountStore) AccountsExist(ctx context.Context, ids []int64) (map[int64]bool, error) {
 	cmds := make([]*redis.IntCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, n := range ids {
@@ -386,7 +386,7 @@ return 1`)
 // key: plaintext ones, and ones sealed with the previous key. It returns
 // how many accounts it rewrote and how many it looked at; accounts whose
 // tokens no configured key opens are left as they are and listed in stuck.
-func (s *Store) ResealAccounts(ctx context.Context) (changed, total int, stuck []error, err error) {
+func (s *AccountStore) ResealAccounts(ctx context.Context) (changed, total int, stuck []error, err error) {
 	if !s.keys.Enabled() {
 		return 0, 0, nil, errors.New("store: re-seal: no WIDGETQ_SECRET_KEY is configured")
 	}
@@ -418,7 +418,7 @@ func (s *Store) ResealAccounts(ctx context.Context) (changed, total int, stuck [
 	}
 }
 
-func (s *Store) resealAccount(ctx context.Context, n int64) (bool, error) {
+func (s *AccountStore) resealAccount(ctx context.Context, n int64) (bool, error) {
 	k := s.accountKey(n)
 	for range 5 {
 		m, err := s.rdb.HMGet(ctx, k, "access_token", "refresh_token").Result()
@@ -452,7 +452,7 @@ func (s *Store) resealAccount(ctx context.Context, n int64) (bool, error) {
 // CheckKeys opens the tokens of the first stored account, so a process
 // started with the wrong WIDGETQ_SECRET_KEY says so at start rather than
 // on every task. No accounts: nil.
-func (s *Store) CheckKeys(ctx context.Context) error {
+func (s *AccountStore) CheckKeys(ctx context.Context) error {
 	ids, err := s.rdb.ZRange(ctx, s.key("accts"), 0, 0).Result()
 	if err != nil || len(ids) == 0 {
 		return redisErr("check keys", err)
@@ -466,7 +466,7 @@ func (s *Store) CheckKeys(ctx context.Context) error {
 }
 
 // CountBlocked returns how many accounts are blocked now, in one command.
-func (s *Store) CountBlocked(ctx context.Context) (int, error) {
+func (s *MarkStore) CountBlocked(ctx context.Context) (int, error) {
 	n, err := s.rdb.ZCount(ctx, s.key("blocked"), "("+strconv.FormatInt(s.now().UnixMilli(), 10), "+inf").Result()
 	return int(n), redisErr("count blocked", err)
 }

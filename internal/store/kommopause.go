@@ -32,8 +32,8 @@ func (p *KommoPause) For(now time.Time) time.Duration {
 	return max(0, p.Until.Sub(now))
 }
 
-func (s *Store) kommoPauseKey() string  { return s.key("kommo", "pause") }
-func (s *Store) kommoBlocksKey() string { return s.key("kommo", "blocks") }
+func (s *base) kommoPauseKey() string  { return s.key("kommo", "pause") }
+func (s *base) kommoBlocksKey() string { return s.key("kommo", "blocks") }
 
 // noteBlockScript records an account's HTML 403 and trips the breaker when
 // enough distinct accounts were blocked within the window. A pause already
@@ -57,7 +57,7 @@ return {n, 1, accts}`)
 // NoteBlock records that Kommo blocked an account (its HTML 403) and
 // returns the pause it started when at least threshold distinct accounts
 // were blocked within window (nil: no new pause).
-func (s *Store) NoteBlock(ctx context.Context, account int64, window time.Duration, threshold int, pause time.Duration) (*KommoPause, error) {
+func (s *MarkStore) NoteBlock(ctx context.Context, account int64, window time.Duration, threshold int, pause time.Duration) (*KommoPause, error) {
 	now := s.now().UTC()
 	p := KommoPause{Since: now, Until: now.Add(pause)}
 	head, _ := json.Marshal(struct {
@@ -96,7 +96,7 @@ func decodeKommoPause(v string) *KommoPause {
 
 // KommoPaused returns the pause on all Kommo traffic, or nil when there
 // is none.
-func (s *Store) KommoPaused(ctx context.Context) (*KommoPause, error) {
+func (s *MarkStore) KommoPaused(ctx context.Context) (*KommoPause, error) {
 	v, err := s.rdb.Get(ctx, s.kommoPauseKey()).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -109,7 +109,7 @@ func (s *Store) KommoPaused(ctx context.Context) (*KommoPause, error) {
 
 // LiftKommoPause ends the pause on all Kommo traffic and forgets the
 // blocks that counted towards it. It reports whether a pause was on.
-func (s *Store) LiftKommoPause(ctx context.Context) (bool, error) {
+func (s *MarkStore) LiftKommoPause(ctx context.Context) (bool, error) {
 	var del *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		del = p.Del(ctx, s.kommoPauseKey())
@@ -125,7 +125,7 @@ func (s *Store) LiftKommoPause(ctx context.Context) (bool, error) {
 // UnblockAll clears every account's block mark and the pause on all
 // Kommo traffic (once Kommo support lifted the block). It returns how many
 // account marks it cleared and whether a pause was on.
-func (s *Store) UnblockAll(ctx context.Context) (int, bool, error) {
+func (s *MarkStore) UnblockAll(ctx context.Context) (int, bool, error) {
 	ids, err := s.rdb.ZRange(ctx, s.key("blocked"), 0, -1).Result()
 	if err != nil {
 		return 0, false, redisErr("list blocked", err)

@@ -21,10 +21,10 @@ type JournalEntry struct {
 	Retention time.Duration `json:"retention"`
 }
 
-func (s *Store) journalKey() string { return s.key("replay", "journal") }
+func (s *JournalStore) journalKey() string { return s.key("replay", "journal") }
 
 // JournalPut records a move.
-func (s *Store) JournalPut(ctx context.Context, e JournalEntry) error {
+func (s *JournalStore) JournalPut(ctx context.Context, e JournalEntry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("store: journal: %w", err)
@@ -33,12 +33,12 @@ func (s *Store) JournalPut(ctx context.Context, e JournalEntry) error {
 }
 
 // JournalDel forgets a finished move.
-func (s *Store) JournalDel(ctx context.Context, taskID string) error {
+func (s *JournalStore) JournalDel(ctx context.Context, taskID string) error {
 	return redisErr("journal delete", s.rdb.HDel(ctx, s.journalKey(), taskID).Err())
 }
 
 // JournalAll returns the unfinished moves.
-func (s *Store) JournalAll(ctx context.Context) ([]JournalEntry, error) {
+func (s *JournalStore) JournalAll(ctx context.Context) ([]JournalEntry, error) {
 	m, err := s.rdb.HGetAll(ctx, s.journalKey()).Result()
 	if err != nil {
 		return nil, redisErr("journal read", err)

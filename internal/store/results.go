@@ -77,9 +77,9 @@ type Result struct {
 
 func member(account int64, code string) string { return id(account) + ":" + code }
 
-func (s *Store) resultKey(account int64, code string) string { return s.key("res", id(account), code) }
+func (s *base) resultKey(account int64, code string) string { return s.key("res", id(account), code) }
 
-func (s *Store) resultKeys(account int64, code string) []string {
+func (s *base) resultKeys(account int64, code string) []string {
 	keys := []string{s.resultKey(account, code), s.key("idx", "all")}
 	for _, st := range Statuses {
 		keys = append(keys, s.key("idx", "status", string(st)))
@@ -157,7 +157,7 @@ end
 return written`)
 
 // Record writes a result as it stands.
-func (s *Store) Record(ctx context.Context, r *Result) error {
+func (s *ResultStore) Record(ctx context.Context, r *Result) error {
 	args, err := s.recordArgs(r)
 	if err != nil {
 		return err
@@ -166,7 +166,7 @@ func (s *Store) Record(ctx context.Context, r *Result) error {
 	return redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
 }
 
-func (s *Store) recordArgs(r *Result) ([]any, error) {
+func (s *ResultStore) recordArgs(r *Result) ([]any, error) {
 	if !r.Status.Valid() {
 		return nil, fmt.Errorf("store: record: unknown status %q", r.Status)
 	}
@@ -190,7 +190,7 @@ func (s *Store) recordArgs(r *Result) ([]any, error) {
 // enqueueing (same enqueue ID) and still queued or retrying: a verdict
 // found after the fact never overwrites a worker's, nor a newer
 // enqueueing. It reports whether it wrote.
-func (s *Store) RecordUnfinished(ctx context.Context, r *Result) (bool, error) {
+func (s *ResultStore) RecordUnfinished(ctx context.Context, r *Result) (bool, error) {
 	args, err := s.recordArgs(r)
 	if err != nil {
 		return false, err
@@ -203,13 +203,13 @@ func (s *Store) RecordUnfinished(ctx context.Context, r *Result) (bool, error) {
 // queued, keeping only when the account and widget were first seen. It
 // writes nothing if a worker already recorded this enqueueing (same
 // enqueue ID), and reports whether it wrote.
-func (s *Store) MarkQueued(ctx context.Context, q Queued) (bool, error) {
+func (s *ResultStore) MarkQueued(ctx context.Context, q Queued) (bool, error) {
 	n, err := s.markQueuedMany(ctx, []Queued{q}, true)
 	return n == 1, err
 }
 
 // Result reads one result; ErrNotFound when there is none.
-func (s *Store) Result(ctx context.Context, account int64, code string) (*Result, error) {
+func (s *ResultStore) Result(ctx context.Context, account int64, code string) (*Result, error) {
 	m, err := s.rdb.HGetAll(ctx, s.resultKey(account, code)).Result()
 	if err != nil {
 		return nil, redisErr("read result", err)
@@ -257,7 +257,7 @@ type TaskState struct {
 // (an install or uninstall) may be on its way, and a run that finds the
 // mark cannot know whether it took effect. Recording a verdict clears it.
 // Result is the state before the mark.
-func (s *Store) Begin(ctx context.Context, account int64, code string, markInFlight bool) (TaskState, error) {
+func (s *ResultStore) Begin(ctx context.Context, account int64, code string, markInFlight bool) (TaskState, error) {
 	var res, acct *redis.MapStringStringCmd
 	var blk, pause *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -299,7 +299,7 @@ func (s *Store) Begin(ctx context.Context, account int64, code string, markInFli
 
 // ClearInFlight takes back an in-flight mark set by a run that ended
 // without sending anything (deferred for rate budget).
-func (s *Store) ClearInFlight(ctx context.Context, account int64, code string) error {
+func (s *ResultStore) ClearInFlight(ctx context.Context, account int64, code string) error {
 	return redisErr("clear in flight", s.rdb.HDel(ctx, s.resultKey(account, code), "inflight").Err())
 }
 
@@ -318,7 +318,7 @@ type Page struct {
 }
 
 // Results returns results ordered by account, then widget code.
-func (s *Store) Results(ctx context.Context, q Query) (Page, error) {
+func (s *ResultStore) Results(ctx context.Context, q Query) (Page, error) {
 	if q.Status != "" && !q.Status.Valid() {
 		return Page{}, fmt.Errorf("status: %q is not one of %s", q.Status, statusList())
 	}
@@ -379,7 +379,7 @@ func (s *Store) Results(ctx context.Context, q Query) (Page, error) {
 }
 
 // CountByStatus returns how many results are in each status.
-func (s *Store) CountByStatus(ctx context.Context) (map[Status]int64, error) {
+func (s *ResultStore) CountByStatus(ctx context.Context) (map[Status]int64, error) {
 	cmds := make([]*redis.IntCmd, len(Statuses))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, st := range Statuses {
@@ -416,12 +416,12 @@ type Queued struct {
 }
 
 // MarkQueuedMany is MarkQueued for many tasks in one round trip.
-func (s *Store) MarkQueuedMany(ctx context.Context, qs []Queued) error {
+func (s *ResultStore) MarkQueuedMany(ctx context.Context, qs []Queued) error {
 	_, err := s.markQueuedMany(ctx, qs, true)
 	return err
 }
 
-func (s *Store) markQueuedMany(ctx context.Context, qs []Queued, retry bool) (int, error) {
+func (s *ResultStore) markQueuedMany(ctx context.Context, qs []Queued, retry bool) (int, error) {
 	if len(qs) == 0 {
 		return 0, nil
 	}

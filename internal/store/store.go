@@ -24,7 +24,22 @@ import (
 const DefaultPrefix = keyspace.DefaultPrefix
 
 // Store is widgetq's Redis-backed state. It is safe for concurrent use.
+// It is its concerns together, each a type of its own that a consumer can
+// take alone: AccountStore (credentials and tokens), ResultStore (one per
+// account and widget, with the in-flight marks), MarkStore (block marks,
+// refresh locks, the pause of all Kommo traffic) and JournalStore (the
+// replay journal).
 type Store struct {
+	*base
+	AccountStore
+	ResultStore
+	MarkStore
+	JournalStore
+}
+
+// base is what every concern shares: the Redis, the key space, the clock,
+// the sealing keys and the host allow-list.
+type base struct {
 	rdb    redis.UniversalClient
 	prefix keyspace.Space
 	now    func() time.Time
@@ -37,10 +52,26 @@ type Store struct {
 	LockPoll time.Duration
 }
 
+// AccountStore keeps the accounts' credentials: base URLs and tokens.
+type AccountStore struct{ *base }
+
+// ResultStore keeps one result per (account, widget), their indexes, and
+// the in-flight marks.
+type ResultStore struct{ *base }
+
+// MarkStore keeps the short-lived marks: accounts blocked by Kommo,
+// refresh locks, and the pause of all Kommo traffic.
+type MarkStore struct{ *base }
+
+// JournalStore keeps the replay journal: moves of archived tasks in
+// progress.
+type JournalStore struct{ *base }
+
 // New returns a store on rdb whose keys start with "{prefix}:"; an empty
 // prefix means DefaultPrefix.
 func New(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: keyspace.New(prefix), now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
+	b := &base{rdb: rdb, prefix: keyspace.New(prefix), now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
+	return &Store{base: b, AccountStore: AccountStore{b}, ResultStore: ResultStore{b}, MarkStore: MarkStore{b}, JournalStore: JournalStore{b}}
 }
 
 // WithKeys makes the store seal the tokens it writes with keys, and open
@@ -62,15 +93,15 @@ func (s *Store) WithHosts(h *kommohost.List) *Store {
 
 // Hosts returns the allow-list the store checks accounts against (nil:
 // none).
-func (s *Store) Hosts() *kommohost.List { return s.hosts }
+func (s *base) Hosts() *kommohost.List { return s.hosts }
 
 // Keys returns the store's sealing keys (nil without).
-func (s *Store) Keys() *seal.Keys { return s.keys }
+func (s *base) Keys() *seal.Keys { return s.keys }
 
 // Redis returns the client the store uses.
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+func (s *base) Redis() redis.UniversalClient { return s.rdb }
 
-func (s *Store) key(parts ...string) string {
+func (s *base) key(parts ...string) string {
 	return s.prefix.Key(parts...)
 }
 
