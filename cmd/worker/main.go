@@ -101,7 +101,7 @@ var settings = []config.Setting{
 	{Name: "retry-base", Env: "WIDGETQ_RETRY_BASE", Default: "2s", Help: "first retry delay after a retryable failure (exponential, with jitter)"},
 	{Name: "retry-cap", Env: "WIDGETQ_RETRY_CAP", Default: "10m", Help: "longest retry delay"},
 	{Name: "block-for", Env: "WIDGETQ_BLOCK_FOR", Default: "24h", Help: "how long an account blocked by Kommo (HTML 403) is left alone, unless unblocked"},
-	{Name: "ip-block-accounts", Env: "WIDGETQ_IP_BLOCK_ACCOUNTS", Default: "3", Help: "HTML 403 blocks from this many accounts within -ip-block-window mean Kommo blocks the IP: every worker pauses all Kommo traffic"},
+	{Name: "ip-block-accounts", Env: "WIDGETQ_IP_BLOCK_ACCOUNTS", Default: "5", Help: "HTML 403 blocks from this many accounts within -ip-block-window, with no success between them, mean Kommo blocks the IP: every worker pauses all Kommo traffic"},
 	{Name: "ip-block-window", Env: "WIDGETQ_IP_BLOCK_WINDOW", Default: "5m", Help: "the window of -ip-block-accounts"},
 	{Name: "ip-block-pause", Env: "WIDGETQ_IP_BLOCK_PAUSE", Default: "1h", Help: "how long all Kommo traffic stays paused after an IP block, unless `enqueue accounts unblock --all`"},
 	{Name: "log-format", Env: "WIDGETQ_LOG_FORMAT", Default: "text", Help: "log format: text or json"},

@@ -56,7 +56,10 @@ return {n, 1, accts}`)
 
 // NoteBlock records that Kommo blocked an account (its HTML 403) and
 // returns the pause it started when at least threshold distinct accounts
-// were blocked within window (nil: no new pause).
+// were blocked within window with no success in between (nil: no new
+// pause). A success recorded for any account forgets the blocks so far:
+// accounts blocked long ago, met among healthy ones, are not an IP block;
+// under an IP block every request fails and none succeeds.
 func (s *MarkStore) NoteBlock(ctx context.Context, account int64, window time.Duration, threshold int, pause time.Duration) (*KommoPause, error) {
 	now := s.now().UTC()
 	p := KommoPause{Since: now, Until: now.Add(pause)}

@@ -84,13 +84,15 @@ func (s *base) resultKeys(account int64, code string) []string {
 	for _, st := range Statuses {
 		keys = append(keys, s.key("idx", "status", string(st)))
 	}
-	return keys
+	return append(keys, s.kommoBlocksKey())
 }
 
 // recordScript writes a result and moves it between the status indexes in
-// one step. KEYS: the result, the all-index, one index per status (in
-// Statuses order). ARGV: member, score, status, data, enqueue_id, created
-// at, then the statuses.
+// one step; a success also forgets the recent Kommo blocks (only blocks
+// with no success between them point at an IP block: see NoteBlock).
+// KEYS: the result, the all-index, one index per status (in Statuses
+// order), the recent blocks. ARGV: member, score, status, data,
+// enqueue_id, created at, then the statuses.
 var recordScript = redis.NewScript(recordLua)
 
 // recordUnfinishedScript is recordScript, run only while the result is
@@ -114,6 +116,9 @@ for i = 7, #ARGV do
   end
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if ARGV[3] == 'installed' or ARGV[3] == 'already_installed' or ARGV[3] == 'uninstalled' then
+  redis.call('DEL', KEYS[#KEYS])
+end
 return 1`
 
 // queuedManyScript marks tasks queued: each gets a fresh result made of

@@ -384,4 +384,27 @@ func TestKommoPauseTripsOnBlocksFromSeveralAccounts(t *testing.T) {
 	if note(5) != nil {
 		t.Fatal("blocks from before the lift still counted")
 	}
+	// A success between blocks means Kommo answers: no IP block. A block,
+	// a success, two blocks, a success, two more: never three in a row.
+	success := func() {
+		t.Helper()
+		if err := s.Record(ctx, &store.Result{AccountID: 8, WidgetCode: "w", Operation: "install", Status: store.StatusInstalled}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	success()
+	if note(6) != nil || note(7) != nil {
+		t.Fatal("tripped by two blocks after a success")
+	}
+	success()
+	if note(9) != nil || note(10) != nil {
+		t.Fatal("tripped across a success")
+	}
+	// A failure recorded in between does not reset the count.
+	if err := s.Record(ctx, &store.Result{AccountID: 8, WidgetCode: "w2", Operation: "install", Status: store.StatusFailed}); err != nil {
+		t.Fatal(err)
+	}
+	if note(11) == nil {
+		t.Fatal("three blocks in a row (a failure between them) did not trip")
+	}
 }

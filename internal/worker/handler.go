@@ -69,7 +69,8 @@ type Config struct {
 	BlockFor time.Duration
 	// IPBlockAccounts, IPBlockWindow and IPBlockPause are the circuit
 	// breaker for an IP block: when Kommo's HTML 403 arrives from this many
-	// distinct accounts within the window (default 3 in 5 min), every
+	// distinct accounts within the window with no success between them
+	// (default 5 in 5 min), every
 	// worker stops all Kommo traffic for the pause (default 1h), or until
 	// `enqueue accounts unblock --all`. Tasks wait, deferred, without
 	// spending an attempt.
@@ -112,7 +113,7 @@ func (c Config) WithDefaults() Config {
 		c.BlockFor = 24 * time.Hour
 	}
 	if c.IPBlockAccounts <= 0 {
-		c.IPBlockAccounts = 3
+		c.IPBlockAccounts = 5
 	}
 	if c.IPBlockWindow <= 0 {
 		c.IPBlockWindow = 5 * time.Minute
