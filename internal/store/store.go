@@ -27,14 +27,15 @@ const DefaultPrefix = keyspace.DefaultPrefix
 // It is its concerns together, each a type of its own that a consumer can
 // take alone: AccountStore (credentials and tokens), ResultStore (one per
 // account and widget, with the in-flight marks), MarkStore (block marks,
-// refresh locks, the pause of all Kommo traffic) and JournalStore (the
-// replay journal).
+// refresh locks, the pause of all Kommo traffic), JournalStore (the
+// replay journal) and IntegrationStore (the OAuth integrations).
 type Store struct {
 	*base
 	AccountStore
 	ResultStore
 	MarkStore
 	JournalStore
+	IntegrationStore
 }
 
 // base is what every concern shares: the Redis, the key space, the clock,
@@ -71,7 +72,7 @@ type JournalStore struct{ *base }
 // prefix means DefaultPrefix.
 func New(rdb redis.UniversalClient, prefix string) *Store {
 	b := &base{rdb: rdb, prefix: keyspace.New(prefix), now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
-	return &Store{base: b, AccountStore: AccountStore{b}, ResultStore: ResultStore{b}, MarkStore: MarkStore{b}, JournalStore: JournalStore{b}}
+	return &Store{base: b, AccountStore: AccountStore{b}, ResultStore: ResultStore{b}, MarkStore: MarkStore{b}, JournalStore: JournalStore{b}, IntegrationStore: IntegrationStore{b}}
 }
 
 // WithKeys makes the store seal the tokens it writes with keys, and open

@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultIntegration is the integration KOMMO_CLIENT_ID and its friends
+// configure.
+const DefaultIntegration = "default"
+
+// Integration is one Kommo OAuth integration: its client, and the widgets
+// it owns (Kommo returns a widget's settings only to its owner). Printing
+// it never shows the secret.
+type Integration struct {
+	Name         string   `json:"name"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"-"`
+	RedirectURI  string   `json:"redirect_uri"`
+	Widgets      []string `json:"widgets,omitempty"`
+}
+
+func (i Integration) String() string {
+	return fmt.Sprintf("store.Integration{Name:%s ClientID:%s ClientSecret:%s RedirectURI:%s Widgets:%v}",
+		i.Name, i.ClientID, mask(i.ClientSecret), i.RedirectURI, i.Widgets)
+}
+
+// GoString keeps %#v as secret-free as %v.
+func (i Integration) GoString() string { return i.String() }
+
+var (
+	integrationName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+	widgetCodeRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
+)
+
+// Validate names the first field that is not acceptable, never the secret.
+func (i Integration) Validate() error {
+	switch {
+	case !integrationName.MatchString(i.Name):
+		return fmt.Errorf("name: %.50q must be 1-40 lower-case letters, digits, '-' or '_'", i.Name)
+	case strings.TrimSpace(i.ClientID) == "" || len(i.ClientID) > 200:
+		return errors.New("client_id: required (at most 200 characters)")
+	case i.ClientSecret == "":
+		return errors.New("client_secret: required (KOMMO_CLIENT_SECRET, or --client-secret - to read it from stdin)")
+	}
+	if u, err := url.Parse(i.RedirectURI); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("redirect_uri: want the https URL registered with the integration, got %.80q", i.RedirectURI)
+	}
+	seen := map[string]bool{}
+	for _, w := range i.Widgets {
+		if !widgetCodeRE.MatchString(w) || w == "." || w == ".." {
+			return fmt.Errorf("widgets: %.40q is not a widget code", w)
+		}
+		if seen[w] {
+			return fmt.Errorf("widgets: %q is listed twice", w)
+		}
+		seen[w] = true
+	}
+	return nil
+}
+
+func (s *base) integrationKey(name string) string { return s.key("integ", name) }
+func (s *base) integrationsKey() string           { return s.key("integs") }
+func (s *base) widgetOwnerKey() string            { return s.key("integ-widgets") }
+
+// putIntegrationScript stores an integration and claims its widgets,
+// refusing a widget another integration owns.
+// KEYS: the integration, the set of names, the widget → owner hash.
+// ARGV: name, client_id, sealed secret, redirect_uri, widgets (comma-joined).
+var putIntegrationScript = redis.NewScript(`
+local widgets = {}
+for w in string.gmatch(ARGV[5], '[^,]+') do
+  local owner = redis.call('HGET', KEYS[3], w)
+  if owner and owner ~= ARGV[1] then return redis.error_reply('OWNED ' .. w .. ' ' .. owner) end
+  table.insert(widgets, w)
+end
+local old = redis.call('HGET', KEYS[1], 'widgets')
+if old then
+  for w in string.gmatch(old, '[^,]+') do
+    if redis.call('HGET', KEYS[3], w) == ARGV[1] then redis.call('HDEL', KEYS[3], w) end
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'client_id', ARGV[2], 'client_secret', ARGV[3], 'redirect_uri', ARGV[4], 'widgets', ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[1])
+for _, w in ipairs(widgets) do redis.call('HSET', KEYS[3], w, ARGV[1]) end
+return 1`)
+
+// IntegrationStore keeps the integrations registry: each integration's
+// client (its secret sealed with the store's keys) and the widgets it owns.
+type IntegrationStore struct{ *base }
+
+// PutIntegration stores an integration, replacing one of the same name. A
+// widget another integration owns is refused, naming both.
+func (s *IntegrationStore) PutIntegration(ctx context.Context, i Integration) error {
+	if err := i.Validate(); err != nil {
+		return err
+	}
+	err := putIntegrationScript.Run(ctx, s.rdb, []string{s.integrationKey(i.Name), s.integrationsKey(), s.widgetOwnerKey()},
+		i.Name, i.ClientID, s.keys.Seal(i.ClientSecret), i.RedirectURI, strings.Join(i.Widgets, ",")).Err()
+	if err != nil && strings.HasPrefix(err.Error(), "OWNED ") {
+		f := strings.Fields(err.Error())
+		return fmt.Errorf("widgets: %s belongs to integration %s already (remove it there first)", f[1], f[2])
+	}
+	return redisErr("put integration "+i.Name, err)
+}
+
+// Integration returns one integration, its secret opened, or ErrNotFound.
+func (s *IntegrationStore) Integration(ctx context.Context, name string) (*Integration, error) {
+	m, err := s.rdb.HGetAll(ctx, s.integrationKey(name)).Result()
+	if err != nil {
+		return nil, redisErr("read integration "+name, err)
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("integration %q: %w", name, ErrNotFound)
+	}
+	secret, err := s.keys.Open(m["client_secret"])
+	if err != nil {
+		return nil, fmt.Errorf("integration %s: client_secret: %w", name, err)
+	}
+	i := &Integration{Name: name, ClientID: m["client_id"], ClientSecret: secret, RedirectURI: m["redirect_uri"]}
+	if w := m["widgets"]; w != "" {
+		i.Widgets = strings.Split(w, ",")
+	}
+	return i, nil
+}
+
+// Integrations lists every integration by name, secrets left out.
+func (s *IntegrationStore) Integrations(ctx context.Context) ([]Integration, error) {
+	names, err := s.rdb.SMembers(ctx, s.integrationsKey()).Result()
+	if err != nil {
+		return nil, redisErr("list integrations", err)
+	}
+	sort.Strings(names)
+	out := make([]Integration, 0, len(names))
+	for _, n := range names {
+		m, err := s.rdb.HMGet(ctx, s.integrationKey(n), "client_id", "redirect_uri", "widgets").Result()
+		if err != nil {
+			return nil, redisErr("read integration "+n, err)
+		}
+		i := Integration{Name: n}
+		i.ClientID, _ = m[0].(string)
+		i.RedirectURI, _ = m[1].(string)
+		if w, _ := m[2].(string); w != "" {
+			i.Widgets = strings.Split(w, ",")
+		}
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+// OwnerOf returns the integration that owns a widget code ("" for none).
+func (s *IntegrationStore) OwnerOf(ctx context.Context, code string) (string, error) {
+	n, err := s.rdb.HGet(ctx, s.widgetOwnerKey(), code).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return n, redisErr("owner of widget "+code, err)
+}
+
+// DeleteIntegration removes an integration and its claim on its widgets.
+func (s *IntegrationStore) DeleteIntegration(ctx context.Context, name string) error {
+	w, err := s.rdb.HGet(ctx, s.integrationKey(name), "widgets").Result()
+	if errors.Is(err, redis.Nil) {
+		return fmt.Errorf("integration %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return redisErr("read integration "+name, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, code := range strings.Split(w, ",") {
+			if code != "" {
+				p.HDel(ctx, s.widgetOwnerKey(), code)
+			}
+		}
+		p.Del(ctx, s.integrationKey(name))
+		p.SRem(ctx, s.integrationsKey(), name)
+		return nil
+	})
+	return redisErr("remove integration "+name, err)
+}
