@@ -158,6 +158,9 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 		fmt.Fprintf(a.stdout, ", not enqueued %d", n)
 	}
 	fmt.Fprintln(a.stdout)
+	if n := st.Unmarked.Load(); n > 0 {
+		fmt.Fprintf(a.stderr, "%d queued lines have no \"queued\" result yet (Redis did not take the mark): their tasks are in the queue, and a worker records their results\n", n)
+	}
 	if rw.count() > 0 {
 		fmt.Fprintf(a.stdout, "rejected lines are in %s: fix them and run bulk on that file\n", rw.path)
 	}

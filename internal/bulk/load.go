@@ -14,8 +14,11 @@ import (
 )
 
 // Stats are a load's running counts, safe to read while it runs.
+// Unmarked counts lines queued whose "queued" result mark Redis did not
+// take (a restart at that moment): the task is in the queue and its worker
+// records its result; only `results` shows it late.
 type Stats struct {
-	Lines, Queued, Already, Rejected, Failed atomic.Int64
+	Lines, Queued, Already, Rejected, Failed, Unmarked atomic.Int64
 }
 
 // LoadOptions tune Load.
@@ -39,7 +42,8 @@ type LoadOptions struct {
 // Load enqueues every install rd reads through p: batches of lines, in
 // parallel, counted in st. A bad line is rejected and the others go in.
 // It returns the error that stopped reading, if any, and the first error
-// Redis gave for a line it did not take.
+// Redis gave for a line it did not take (a line queued whose result mark
+// failed is counted in Unmarked, not returned).
 func Load(ctx context.Context, p *producer.Producer, rd *Reader, o LoadOptions, st *Stats) (readErr, enqueueErr error) {
 	batches := make(chan []*Entry, o.Parallel)
 	go func() {
@@ -102,7 +106,7 @@ func Load(ctx context.Context, p *producer.Producer, rd *Reader, o LoadOptions, 
 					default:
 						st.Queued.Add(1)
 						if r.Err != nil {
-							first.CompareAndSwap(nil, r.Err)
+							st.Unmarked.Add(1) // queued: not a lost line
 						}
 					}
 				}

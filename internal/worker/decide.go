@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -18,7 +17,8 @@ type facts struct {
 	// sentChange: an install or uninstall request may have gone out.
 	// prevInFlight: an earlier run's in-flight mark was already there.
 	sentChange, prevInFlight bool
-	// shuttingDown: the worker is stopping (the task's context ended).
+	// shuttingDown: the worker is stopping (the task's context was
+	// canceled; a task timeout is not a shutdown).
 	shuttingDown bool
 	// success is the status a run without error records.
 	success store.Status
@@ -71,7 +71,11 @@ func decide(f facts, err error) verdict {
 		// have been sent, or an earlier run's mark was already there.
 		return verdict{outcome: deferred, delay: max(de.Delay, 0), clearInFlight: !f.sentChange && !f.prevInFlight}
 	}
-	if err != nil && f.shuttingDown && errors.Is(err, context.Canceled) {
+	if err != nil && f.shuttingDown {
+		// asynq puts the task back without counting an attempt, whatever
+		// the handler returns. Recording a verdict now would clear the
+		// in-flight mark, and the next run — not a retry — would install
+		// again without asking Kommo first.
 		return verdict{outcome: interrupted}
 	}
 	if err == nil {

@@ -96,6 +96,8 @@ func TestDecideDeferralsShutdownsAndSuccess(t *testing.T) {
 			verdict{outcome: failed, status: store.StatusFailed, class: string(kommo.ClassNetwork)}},
 		{"shutting down: nothing recorded", facts{canDefer: true, shuttingDown: true}, fmt.Errorf("post: %w", context.Canceled),
 			verdict{outcome: interrupted}},
+		{"any failure while shutting down is an interruption: the mark stays", facts{canDefer: true, shuttingDown: true},
+			&kommo.Error{Class: kommo.ClassNetwork, Err: errors.New("unexpected EOF")}, verdict{outcome: interrupted}},
 		{"a cancellation that is not a shutdown is a network failure", facts{canDefer: true}, context.Canceled,
 			verdict{outcome: retrying, status: store.StatusRetrying, class: string(kommo.ClassNetwork)}},
 		{"success records the run's status", facts{canDefer: true, success: store.StatusAlreadyInstalled}, nil,

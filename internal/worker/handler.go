@@ -464,7 +464,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 	a.mu.Unlock()
 	v := decide(facts{
 		canDefer: a.canDefer(), final: a.final(), sentChange: sent, prevInFlight: a.prev != nil && a.prev.InFlight,
-		shuttingDown: ctx.Err() != nil, success: a.status, defaultPause: h.cfg.RateLimitPause,
+		shuttingDown: errors.Is(ctx.Err(), context.Canceled), success: a.status, defaultPause: h.cfg.RateLimitPause,
 	}, err)
 	switch v.outcome {
 	case deferred:
