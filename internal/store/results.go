@@ -73,6 +73,8 @@ type Result struct {
 	// install or uninstall) is on its way and no verdict is recorded: a
 	// run that finds it set cannot know whether that request took effect.
 	InFlight bool `json:"-"`
+	// InFlightSince is when the mark was set (the first run that set it).
+	InFlightSince time.Time `json:"-"`
 }
 
 func member(account int64, code string) string { return id(account) + ":" + code }
@@ -244,6 +246,7 @@ func decodeResult(account int64, code string, m map[string]string) (*Result, err
 		r.CreatedAt = t
 	}
 	r.InFlight = m["inflight"] != ""
+	r.InFlightSince, _ = time.Parse(time.RFC3339Nano, m["inflight"])
 	return &r, nil
 }
 
@@ -271,7 +274,9 @@ func (s *ResultStore) Begin(ctx context.Context, account int64, code string, mar
 		blk = p.Get(ctx, s.key("blocked", id(account)))
 		pause = p.Get(ctx, s.kommoPauseKey())
 		if markInFlight {
-			p.HSet(ctx, s.resultKey(account, code), "inflight", s.now().UTC().Format(time.RFC3339Nano))
+			// The first run's time stays: it bounds when a request it sent
+			// could still take effect.
+			p.HSetNX(ctx, s.resultKey(account, code), "inflight", s.now().UTC().Format(time.RFC3339Nano))
 		}
 		return nil
 	})

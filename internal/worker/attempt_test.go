@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/widgetq/widgetq/internal/keyspace"
 	"github.com/widgetq/widgetq/internal/kommo/sandbox"
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/retry"
@@ -55,5 +57,60 @@ func TestOneAttemptInProcess(t *testing.T) {
 	r, err = run(0)
 	if err != nil || (r.Status != store.StatusInstalled && r.Status != store.StatusAlreadyInstalled) {
 		t.Fatalf("a healthy Kommo: %v; %+v", err, r)
+	}
+}
+
+// TestAnInterruptedInstallIsCheckedOnlyOnceItMustHaveFinished: a run cut
+// off by a stopping worker leaves its in-flight mark; the next run waits
+// (deferred, nothing sent) until that install must have finished at Kommo,
+// and only then asks and installs.
+func TestAnInterruptedInstallIsCheckedOnlyOnceItMustHaveFinished(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 1)
+	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed), EnqueueID: "e1"}
+	task, err := tasks.NewInstallWidgetTask(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.st.MarkQueued(ctx, store.Queued{Op: "install", Queue: e.queue, AccountID: 1, Code: p.WidgetCode, TaskID: "t", EnqueueID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	// The interrupted run: its mark, set now.
+	if _, err := e.st.Begin(ctx, 1, p.WidgetCode, true); err != nil {
+		t.Fatal(err)
+	}
+	before := e.sb.Counters().Total.Requests
+	at := worker.Attempt{TaskID: "t", Queue: e.queue, Retried: 0, MaxRetry: 5}
+	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts, RequestTimeout: time.Hour})
+	err = h.RunAttempt(ctx, task, at)
+	var de *retry.DeferError
+	if !errors.As(err, &de) || retry.IsFailure(err) || de.Delay < 59*time.Minute {
+		t.Fatalf("within the request timeout: %v, want a deferral of about an hour", err)
+	}
+	if n := e.sb.Counters().Total.Requests; n != before {
+		t.Fatalf("%d requests sent while the earlier install may be under way", n-before)
+	}
+	// The mark keeps the first run's time: a deferred run does not move it.
+	if r, _ := e.st.Result(ctx, 1, p.WidgetCode); r == nil || !r.InFlight || time.Since(r.InFlightSince) > time.Minute {
+		t.Fatalf("mark %+v", r)
+	}
+	// Once it must have finished: ask, then install (once).
+	// (The mark, as if set a minute ago.)
+	if err := e.r.Client.HSet(ctx, keyspace.New(e.prefix).Key("res", "1", p.WidgetCode), "inflight", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h = worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts, RequestTimeout: 30 * time.Second})
+	if err := h.RunAttempt(ctx, task, at); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.st.Result(ctx, 1, p.WidgetCode)
+	if r.Status != store.StatusInstalled || r.InFlight || e.sb.Counters().Installs(1, p.WidgetCode) != 1 {
+		t.Fatalf("result %+v; installs %d", r, e.sb.Counters().Installs(1, p.WidgetCode))
 	}
 }

@@ -388,6 +388,14 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 	if err != nil {
 		return err
 	}
+	if a.prev != nil && a.prev.InFlight && a.prev.EnqueueID == a.enqueueID && a.canDefer() {
+		// An earlier run was cut off (a worker stopping) after it may have
+		// sent the install. Kommo may still be carrying it out: asking now
+		// could miss it and install twice. Ask once it must have finished.
+		if wait := time.Until(a.prev.InFlightSince.Add(h.cfg.RequestTimeout)); wait > 0 {
+			return &retry.DeferError{Delay: wait, Reason: fmt.Sprintf("an earlier install of %s into account %d may still be under way; checking in %s", p.WidgetCode, a.account, wait.Round(time.Millisecond))}
+		}
+	}
 	if p.SealedSettings != "" {
 		plain, err := h.st.Keys().Open(p.SealedSettings)
 		switch {
