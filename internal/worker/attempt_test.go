@@ -114,3 +114,44 @@ func TestAnInterruptedInstallIsCheckedOnlyOnceItMustHaveFinished(t *testing.T) {
 		t.Fatalf("result %+v; installs %d", r, e.sb.Counters().Installs(1, p.WidgetCode))
 	}
 }
+
+// TestARedeliveredSuccessSendsNothing: asynq requeues a task when a
+// stopping worker's time is up, even if its handler then finished and
+// recorded the install; the next run of that enqueueing sends nothing.
+func TestARedeliveredSuccessSendsNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 1)
+	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
+	p := tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed), EnqueueID: "e7"}
+	task, err := tasks.NewInstallWidgetTask(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	at := worker.Attempt{TaskID: "t", Queue: e.queue, MaxRetry: 5}
+	if err := h.RunAttempt(ctx, task, at); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.sb.Counters().Total.Requests
+	if err := h.RunAttempt(ctx, task, at); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.st.Result(ctx, 1, p.WidgetCode)
+	if n := e.sb.Counters().Total.Requests; n != sent || r.Status != store.StatusInstalled || e.sb.Counters().Installs(1, p.WidgetCode) != 1 {
+		t.Fatalf("redelivered: %d more requests, result %+v", n-sent, r)
+	}
+	// A new enqueueing of the same widget (a replay, a new bulk run) runs.
+	p.EnqueueID = "e8"
+	task, _ = tasks.NewInstallWidgetTask(p)
+	if err := h.RunAttempt(ctx, task, at); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.sb.Counters().Total.Requests; n == sent {
+		t.Fatal("a new enqueueing was skipped")
+	}
+}

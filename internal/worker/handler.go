@@ -252,6 +252,23 @@ func (a *attempt) taskType() string {
 // is spent) is always possible.
 func (a *attempt) final() bool { return a.retryCount+1 >= a.maxRetry }
 
+// redelivered reports whether this enqueueing already succeeded, with one
+// of ok: asynq hands a task back when a stopping worker's time is up, even
+// if its handler then went on to finish and record the install. Such a run
+// sends nothing and keeps the verdict.
+func (a *attempt) redelivered(ok ...store.Status) bool {
+	if a.prev == nil || a.enqueueID == "" || a.prev.EnqueueID != a.enqueueID {
+		return false
+	}
+	for _, s := range ok {
+		if a.prev.Status == s {
+			a.status = s
+			return true
+		}
+	}
+	return false
+}
+
 // canDefer reports whether asynq will retry rather than archive an error.
 func (a *attempt) canDefer() bool { return a.retryCount < a.maxRetry }
 
@@ -384,6 +401,9 @@ func (h *Handler) account(_ context.Context, a *attempt) (*store.Account, error)
 }
 
 func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidgetPayload) error {
+	if a.redelivered(store.StatusInstalled, store.StatusAlreadyInstalled) {
+		return nil
+	}
 	acct, err := h.account(ctx, a)
 	if err != nil {
 		return err
@@ -447,6 +467,9 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 }
 
 func (h *Handler) uninstall(ctx context.Context, a *attempt) error {
+	if a.redelivered(store.StatusUninstalled) {
+		return nil
+	}
 	acct, err := h.account(ctx, a)
 	if err != nil {
 		return err
