@@ -150,22 +150,22 @@ func host(h string) string {
 	return h
 }
 
-// match reports whether host h is listed, and whether as an exact entry.
-func (l *List) match(h string) (listed, exact bool) {
+// match reports whether host h is listed.
+func (l *List) match(h string) bool {
 	for _, e := range l.exact {
 		if h == e {
-			return true, true
+			return true
 		}
 	}
 	if _, err := netip.ParseAddr(h); err == nil {
-		return false, false // an IP literal matches exact entries only
+		return false // an IP literal matches exact entries only
 	}
 	for _, s := range l.suffixes {
 		if strings.HasSuffix(h, s) && len(h) > len(s) {
-			return true, false
+			return true
 		}
 	}
-	return false, false
+	return false
 }
 
 // isLocal reports whether h is listed as a local service.
@@ -212,7 +212,7 @@ func (l *List) Check(raw string) error {
 		return &Error{Rule: "must not carry a query or fragment"}
 	}
 	h := host(u.Hostname())
-	if listed, _ := l.match(h); !listed {
+	if !l.match(h) {
 		return &Error{Host: h, Rule: fmt.Sprintf("is not an allowed Kommo host (%s=%s)", EnvVar, l.raw)}
 	}
 	local := l.isLocal(h)

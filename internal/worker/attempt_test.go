@@ -18,6 +18,17 @@ import (
 	"github.com/widgetq/widgetq/tasks"
 )
 
+// handler is a handler on the test's store and sandbox, for RunAttempt.
+func (e *env) handler(t *testing.T, cfg worker.Config) *worker.Handler {
+	t.Helper()
+	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OAuth, cfg.Hosts = e.oauth(), sandboxHosts
+	return worker.NewHandler(e.st, lim, cfg)
+}
+
 // TestOneAttemptInProcess runs single attempts through RunAttempt: a 503
 // on a middle attempt is retried and recorded retrying; the same on the
 // last attempt fails for good; a healthy Kommo installs.
@@ -25,11 +36,7 @@ func TestOneAttemptInProcess(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{})
 	e.addAccounts(t, 1, 1)
-	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
+	h := e.handler(t, worker.Config{})
 	task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed)})
 	if err != nil {
 		t.Fatal(err)
@@ -68,10 +75,6 @@ func TestAnInterruptedInstallIsCheckedOnlyOnceItMustHaveFinished(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{})
 	e.addAccounts(t, 1, 1)
-	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed), EnqueueID: "e1"}
 	task, err := tasks.NewInstallWidgetTask(p)
 	if err != nil {
@@ -87,7 +90,7 @@ func TestAnInterruptedInstallIsCheckedOnlyOnceItMustHaveFinished(t *testing.T) {
 	}
 	before := e.sb.Counters().Total.Requests
 	at := worker.Attempt{TaskID: "t", Queue: e.queue, Retried: 0, MaxRetry: 5}
-	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts, RequestTimeout: time.Hour})
+	h := e.handler(t, worker.Config{RequestTimeout: time.Hour})
 	err = h.RunAttempt(ctx, task, at)
 	var de *retry.DeferError
 	if !errors.As(err, &de) || retry.IsFailure(err) || de.Delay < 59*time.Minute {
@@ -105,7 +108,7 @@ func TestAnInterruptedInstallIsCheckedOnlyOnceItMustHaveFinished(t *testing.T) {
 	if err := e.r.Client.HSet(ctx, keyspace.New(e.prefix).Key("res", "1", p.WidgetCode), "inflight", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	h = worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts, RequestTimeout: 30 * time.Second})
+	h = e.handler(t, worker.Config{RequestTimeout: 30 * time.Second})
 	if err := h.RunAttempt(ctx, task, at); err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +125,7 @@ func TestARedeliveredSuccessSendsNothing(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{})
 	e.addAccounts(t, 1, 1)
-	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
+	h := e.handler(t, worker.Config{})
 	p := tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed), EnqueueID: "e7"}
 	task, err := tasks.NewInstallWidgetTask(p)
 	if err != nil {

@@ -81,7 +81,7 @@ func decide(f facts, err error) verdict {
 	if err == nil {
 		return verdict{outcome: succeeded, status: f.success}
 	}
-	class := errorInfo(err).Class
+	class := classOf(err)
 	var ke *kommo.Error
 	errors.As(err, &ke)
 	switch {

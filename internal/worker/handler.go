@@ -615,6 +615,22 @@ func retryable(err error) bool {
 	return kommo.IsRetryable(err)
 }
 
+// classOf is the class errorInfo gives err, without building its detail.
+func classOf(err error) string {
+	var p *permanent
+	var ie *internalErr
+	var ke *kommo.Error
+	switch {
+	case errors.As(err, &p):
+		return p.class
+	case errors.As(err, &ie):
+		return ClassInternal
+	case errors.As(err, &ke):
+		return string(ke.Class)
+	}
+	return string(kommo.ClassNetwork)
+}
+
 // errorInfo is what a result keeps of an error: its class and Kommo's
 // words, never a secret (kommo.Error is scrubbed already).
 func errorInfo(err error) store.ErrorInfo {

@@ -24,6 +24,7 @@ import (
 	"github.com/widgetq/widgetq/internal/replay"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/tasks"
 )
 
 // Options configure a worker process: everything cmd/worker reads from its
@@ -233,7 +234,7 @@ func (w *Worker) queueNames() []string {
 		names = append(names, q)
 	}
 	if len(names) == 0 {
-		names = append(names, "widgets")
+		names = append(names, tasks.DefaultQueue)
 	}
 	return names
 }
