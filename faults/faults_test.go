@@ -237,7 +237,7 @@ func TestTokensExpiringAtOnceRefreshOncePerAccount(t *testing.T) {
 	ctx := context.Background()
 	for id := 1; id <= accounts; id++ {
 		f.SB.ExpireAccessTokens(fleettest.Sub(id))
-		a, _ := f.St.GetAccount(ctx, int64(id))
+		a, _ := f.St.GetAccount(ctx, int64(id), "")
 		a.ExpiresAt = time.Now().Add(-time.Minute)
 		if err := f.St.PutAccount(ctx, *a); err != nil {
 			t.Fatal(err)

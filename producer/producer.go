@@ -71,7 +71,7 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 		if pl.EnqueueID == "" {
 			pl.EnqueueID = tasks.NewEnqueueID()
 		}
-		items[i] = item{account: pl.AccountID, code: pl.WidgetCode, enqueueID: pl.EnqueueID}
+		items[i] = item{account: pl.AccountID, code: pl.WidgetCode, integ: pl.Integration, enqueueID: pl.EnqueueID}
 		items[i].task, items[i].err = tasks.NewInstallWidgetTask(p.sealed(*pl), p.forAccount(opts, pl.AccountID)...)
 	}
 	return p.many(ctx, "install", items, bo)
@@ -86,7 +86,7 @@ func (p *Producer) UninstallMany(ctx context.Context, payloads []tasks.Uninstall
 		if pl.EnqueueID == "" {
 			pl.EnqueueID = tasks.NewEnqueueID()
 		}
-		items[i] = item{account: pl.AccountID, code: pl.WidgetCode, enqueueID: pl.EnqueueID}
+		items[i] = item{account: pl.AccountID, code: pl.WidgetCode, integ: pl.Integration, enqueueID: pl.EnqueueID}
 		items[i].task, items[i].err = tasks.NewUninstallWidgetTask(*pl, p.forAccount(opts, pl.AccountID)...)
 	}
 	return p.many(ctx, "uninstall", items, bo)
@@ -96,6 +96,7 @@ func (p *Producer) UninstallMany(ctx context.Context, payloads []tasks.Uninstall
 type item struct {
 	account         int64
 	code, enqueueID string
+	integ           string
 	task            *asynq.Task
 	err             error
 }
@@ -169,7 +170,7 @@ func (p *Producer) many(ctx context.Context, op string, items []item, bo BatchOp
 	for i, info := range infos {
 		if info != nil {
 			it := items[i]
-			marks = append(marks, store.Queued{Op: op, Queue: info.Queue, AccountID: it.account, Code: it.code, TaskID: info.ID, EnqueueID: it.enqueueID})
+			marks = append(marks, store.Queued{Op: op, Queue: info.Queue, AccountID: it.account, Code: it.code, TaskID: info.ID, EnqueueID: it.enqueueID, Integration: it.integ})
 		}
 	}
 	// What is queued gets marked even if the caller gives up now: an
@@ -273,7 +274,7 @@ func (p *Producer) Install(ctx context.Context, payload tasks.InstallWidgetPaylo
 	if err != nil {
 		return "", err
 	}
-	return p.enqueue(ctx, t, "install", payload.AccountID, payload.WidgetCode, payload.EnqueueID)
+	return p.enqueue(ctx, t, "install", payload.AccountID, payload.WidgetCode, payload.Integration, payload.EnqueueID)
 }
 
 // Uninstall enqueues an uninstall; the result then reads queued.
@@ -285,10 +286,10 @@ func (p *Producer) Uninstall(ctx context.Context, payload tasks.UninstallWidgetP
 	if err != nil {
 		return "", err
 	}
-	return p.enqueue(ctx, t, "uninstall", payload.AccountID, payload.WidgetCode, payload.EnqueueID)
+	return p.enqueue(ctx, t, "uninstall", payload.AccountID, payload.WidgetCode, payload.Integration, payload.EnqueueID)
 }
 
-func (p *Producer) enqueue(ctx context.Context, t *asynq.Task, op string, account int64, code, enqueueID string) (Outcome, error) {
+func (p *Producer) enqueue(ctx context.Context, t *asynq.Task, op string, account int64, code, integ, enqueueID string) (Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -307,7 +308,7 @@ func (p *Producer) enqueue(ctx context.Context, t *asynq.Task, op string, accoun
 	// enqueueing, and MarkQueued then leaves its result alone.
 	markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := p.st.MarkQueued(markCtx, store.Queued{Op: op, Queue: info.Queue, AccountID: account, Code: code, TaskID: info.ID, EnqueueID: enqueueID}); err != nil {
+	if _, err := p.st.MarkQueued(markCtx, store.Queued{Op: op, Queue: info.Queue, AccountID: account, Code: code, TaskID: info.ID, EnqueueID: enqueueID, Integration: integ}); err != nil {
 		return Queued, fmt.Errorf("task %s queued, but its result could not be marked queued: %w", info.ID, err)
 	}
 	return Queued, nil

@@ -61,13 +61,18 @@ type InstallWidgetPayload struct {
 	// constructor sets it. Results record it, so that marking a task
 	// queued never overwrites what a worker already recorded for it.
 	EnqueueID string `json:"enqueue_id,omitempty"`
+	// Integration names the OAuth integration whose credentials install
+	// the widget; empty means the integration registered as the widget's
+	// owner, else "default".
+	Integration string `json:"integration,omitempty"`
 }
 
 // UninstallWidgetPayload removes a widget from an account.
 type UninstallWidgetPayload struct {
-	AccountID  int64  `json:"account_id"`
-	WidgetCode string `json:"widget_code"`
-	EnqueueID  string `json:"enqueue_id,omitempty"`
+	AccountID   int64  `json:"account_id"`
+	WidgetCode  string `json:"widget_code"`
+	EnqueueID   string `json:"enqueue_id,omitempty"`
+	Integration string `json:"integration,omitempty"`
 }
 
 // FieldError is a payload field that is not acceptable.
@@ -84,7 +89,22 @@ var ErrInvalidPayload = errors.New("invalid payload")
 // Is lets errors.Is(err, ErrInvalidPayload) match a *FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalidPayload }
 
-var widgetCode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+var (
+	widgetCode      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+	integrationName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+)
+
+// ValidIntegration reports whether name is a well-formed integration name:
+// 1-40 lower-case letters, digits, '-' or '_', starting with a letter or
+// digit.
+func ValidIntegration(name string) bool { return integrationName.MatchString(name) }
+
+func validateIntegration(name string) error {
+	if name != "" && !ValidIntegration(name) {
+		return &FieldError{"integration", fmt.Sprintf("%.50q is not an integration name (1-40 lower-case letters, digits, '-', '_')", name)}
+	}
+	return nil
+}
 
 func validateAccount(id int64) error {
 	if id <= 0 {
@@ -112,6 +132,9 @@ func (p *InstallWidgetPayload) Validate() error {
 		return err
 	}
 	if err := validateCode(p.WidgetCode); err != nil {
+		return err
+	}
+	if err := validateIntegration(p.Integration); err != nil {
 		return err
 	}
 	s := bytes.TrimSpace(p.Settings)
@@ -144,7 +167,10 @@ func (p *UninstallWidgetPayload) Validate() error {
 	if err := validateAccount(p.AccountID); err != nil {
 		return err
 	}
-	return validateCode(p.WidgetCode)
+	if err := validateCode(p.WidgetCode); err != nil {
+		return err
+	}
+	return validateIntegration(p.Integration)
 }
 
 // InstallTaskID is the task ID of an account's install of a widget.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/widgetq/widgetq/internal/bulk"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/tasks"
 )
 
 func newAccountsCmd(a *app) *cobra.Command {
@@ -124,12 +125,13 @@ $KOMMO_REFRESH_TOKEN unless given as flags (flags end up in shell history).`,
 			if err := a.st.PutAccount(cmd.Context(), acct); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "account %d stored (%s)\n", acct.ID, acct.BaseURL)
+			fmt.Fprintf(a.stdout, "account %d stored (%s, integration %s)\n", acct.ID, acct.BaseURL, store.IntegrationOf(acct.Integration))
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.Int64Var(&id, "account", 0, "account ID")
+	f.StringVar(&l.Integration, "integration", "", "the integration the tokens were issued to (default: default)")
 	f.StringVar(&l.BaseURL, "base-url", "", "the account's API base, e.g. https://acme.kommo.com")
 	f.StringVar(&l.Subdomain, "subdomain", "", "the account's subdomain (instead of --base-url)")
 	f.StringVar(&l.Domain, "domain", "", "with --subdomain: kommo.com (default) or amocrm.ru")
@@ -160,7 +162,7 @@ func newAccountsListCmd(a *app) *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			enc := json.NewEncoder(a.stdout)
 			if format == "table" {
-				fmt.Fprintln(tw, "ACCOUNT\tBASE URL\tHOST\tREFRESH TOKEN\tEXPIRES\tBLOCKED")
+				fmt.Fprintln(tw, "ACCOUNT\tINTEGRATION\tBASE URL\tHOST\tREFRESH TOKEN\tEXPIRES\tBLOCKED")
 			}
 			var after int64
 			for {
@@ -188,7 +190,7 @@ func newAccountsListCmd(a *app) *cobra.Command {
 					if !hostOK {
 						host = "NOT ALLOWED"
 					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", info.ID, info.BaseURL, host, yesNo(info.HasRefreshToken), exp, yesNo(blocked[info.ID]))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, info.Integration, info.BaseURL, host, yesNo(info.HasRefreshToken), exp, yesNo(blocked[info.ID]))
 				}
 				if len(page) < 500 {
 					break
@@ -218,9 +220,10 @@ func parseID(s string) (int64, error) {
 }
 
 func newAccountsRemoveCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:     "remove ID",
-		Short:   "Remove an account's credentials",
+	var integ string
+	cmd := &cobra.Command{
+		Use:     "remove ID [--integration NAME]",
+		Short:   "Remove an account's credentials (of one integration)",
 		Args:    cobra.ExactArgs(1),
 		PreRunE: a.needRedis,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -228,13 +231,18 @@ func newAccountsRemoveCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := a.st.DeleteAccount(cmd.Context(), id); err != nil {
+			if integ != "" && !tasks.ValidIntegration(integ) {
+				return usagef("--integration: %.50q is not an integration name", integ)
+			}
+			if err := a.st.DeleteAccount(cmd.Context(), id, integ); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "account %d removed\n", id)
+			fmt.Fprintf(a.stdout, "account %d removed (integration %s)\n", id, store.IntegrationOf(integ))
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&integ, "integration", "", "whose credentials (default: default)")
+	return cmd
 }
 
 func newAccountsUnblockCmd(a *app) *cobra.Command {

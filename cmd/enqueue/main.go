@@ -134,6 +134,13 @@ func (a *app) connect(ctx context.Context) error {
 		return err
 	}
 	a.st = store.New(a.rdb, prefix).WithKeys(keys).WithHosts(hosts)
+	done, err := a.st.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range done {
+		fmt.Fprintln(a.stderr, "migrated:", d)
+	}
 	a.prod = producer.New(a.rdb, prefix, asynq.Queue(a.queueName()))
 	a.prod.Shard(a.queueName(), shards)
 	if keys.Enabled() {

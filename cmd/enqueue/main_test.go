@@ -128,11 +128,11 @@ func TestAccountsImport(t *testing.T) {
 	if strings.Contains(o.stdout+o.stderr, "at_") {
 		t.Fatal("a token was printed")
 	}
-	a3, err := e.st.GetAccount(context.Background(), 3)
+	a3, err := e.st.GetAccount(context.Background(), 3, "")
 	if err != nil || a3.BaseURL != "https://three.amocrm.ru" {
 		t.Fatalf("account 3 %v %v", a3, err)
 	}
-	a1, _ := e.st.GetAccount(context.Background(), 1)
+	a1, _ := e.st.GetAccount(context.Background(), 1, "")
 	if a1.RefreshToken != "rt_ONE" || a1.ExpiresAt.IsZero() {
 		t.Fatalf("account 1 %v", a1)
 	}
@@ -163,7 +163,7 @@ func TestAccountsAddRemoveUnblock(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("add: %d %s %s", code, so.String(), se.String())
 	}
-	if a, _ := e.st.GetAccount(context.Background(), 5); a == nil || a.AccessToken != "at_env" {
+	if a, _ := e.st.GetAccount(context.Background(), 5, ""); a == nil || a.AccessToken != "at_env" {
 		t.Fatalf("added %v", a)
 	}
 	if o := e.cli(t, "", "accounts", "add", "--account", "6", "--subdomain", "six"); o.code != 2 || !strings.Contains(o.stderr, "access_token") {
@@ -223,7 +223,7 @@ func TestAccountsOffTheHostListAreRefused(t *testing.T) {
 		t.Fatal("a token or password was printed")
 	}
 	for id := int64(2); id <= 7; id++ {
-		if a, _ := e.st.GetAccount(context.Background(), id); a != nil {
+		if a, _ := e.st.GetAccount(context.Background(), id, ""); a != nil {
 			t.Errorf("account %d was stored: %s", id, a.BaseURL)
 		}
 	}

@@ -23,13 +23,15 @@ import (
 
 func newInstallCmd(a *app) *cobra.Command {
 	var account int64
-	var widget, settings string
+	var widget, settings, integ string
 	cmd := &cobra.Command{
-		Use:   "install --account ID --widget CODE [--settings JSON|@FILE]",
+		Use:   "install --account ID --widget CODE [--settings JSON|@FILE] [--integration NAME]",
 		Short: "Enqueue one install",
 		Long: `Enqueues the install of a widget into an account. --settings is the
 install body, a JSON object keyed by the widget's settings_template keys,
-given inline or as @FILE. The account must have stored credentials.`,
+given inline or as @FILE. The account must have stored credentials.
+--integration names whose credentials install it (default: the widget's
+registered owner, else the integration named default).`,
 		Args:    cobra.NoArgs,
 		PreRunE: a.needRedis,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -41,7 +43,7 @@ given inline or as @FILE. The account must have stored credentials.`,
 				}
 				raw = b
 			}
-			p := tasks.InstallWidgetPayload{AccountID: account, WidgetCode: widget, Settings: json.RawMessage(raw)}
+			p := tasks.InstallWidgetPayload{AccountID: account, WidgetCode: widget, Settings: json.RawMessage(raw), Integration: integ}
 			if err := p.Validate(); err != nil {
 				return &usageError{err}
 			}
@@ -53,6 +55,7 @@ given inline or as @FILE. The account must have stored credentials.`,
 	f.Int64Var(&account, "account", 0, "account ID")
 	f.StringVar(&widget, "widget", "", "widget code")
 	f.StringVar(&settings, "settings", "", "settings: a JSON object, or @FILE")
+	f.StringVar(&integ, "integration", "", "integration whose credentials to use (default: the widget's owner, else default)")
 	_ = cmd.MarkFlagRequired("account")
 	_ = cmd.MarkFlagRequired("widget")
 	return cmd
@@ -80,14 +83,14 @@ func (a *app) report(res producer.Result, account int64, code string) error {
 
 func newUninstallCmd(a *app) *cobra.Command {
 	var account int64
-	var widget string
+	var widget, integ string
 	cmd := &cobra.Command{
-		Use:     "uninstall --account ID --widget CODE",
+		Use:     "uninstall --account ID --widget CODE [--integration NAME]",
 		Short:   "Enqueue one uninstall",
 		Args:    cobra.NoArgs,
 		PreRunE: a.needRedis,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := tasks.UninstallWidgetPayload{AccountID: account, WidgetCode: widget}
+			p := tasks.UninstallWidgetPayload{AccountID: account, WidgetCode: widget, Integration: integ}
 			if err := p.Validate(); err != nil {
 				return &usageError{err}
 			}
@@ -107,6 +110,7 @@ func newUninstallCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().Int64Var(&account, "account", 0, "account ID")
 	cmd.Flags().StringVar(&widget, "widget", "", "widget code")
+	cmd.Flags().StringVar(&integ, "integration", "", "integration whose credentials to use (default: the widget's owner, else default)")
 	_ = cmd.MarkFlagRequired("account")
 	_ = cmd.MarkFlagRequired("widget")
 	return cmd
@@ -118,10 +122,14 @@ type resultFilter struct {
 	status  string
 	class   string
 	since   time.Time
+	integ   string
 }
 
 func (f resultFilter) match(r *store.Result) bool {
 	if f.widget != "" && r.WidgetCode != f.widget {
+		return false
+	}
+	if f.integ != "" && store.IntegrationOf(r.Integration) != f.integ {
 		return false
 	}
 	if f.class != "" && (r.LastError == nil || r.LastError.Class != f.class) {
@@ -159,7 +167,7 @@ func newResultsCmd(a *app) *cobra.Command {
 	var f resultFilter
 	var format string
 	cmd := &cobra.Command{
-		Use:   "results [--account ID] [--widget CODE] [--status S] [--format table|jsonl|csv]",
+		Use:   "results [--account ID] [--widget CODE] [--integration NAME] [--status S] [--format table|jsonl|csv]",
 		Short: "Show the result of every account's install (no secrets)",
 		Long: `Shows one record per (account, widget): status, attempts, and the last
 error's class, HTTP status, title, detail and Kommo request ID.
@@ -179,16 +187,16 @@ Statuses: queued, retrying, installed, already_installed, failed, uninstalled.`,
 				flush = func() error { return nil }
 			case "csv":
 				cw := csv.NewWriter(a.stdout)
-				_ = cw.Write([]string{"account_id", "widget_code", "operation", "status", "attempts", "class", "http_status", "title", "detail", "request_id", "updated_at"})
+				_ = cw.Write([]string{"account_id", "widget_code", "operation", "status", "attempts", "class", "http_status", "title", "detail", "request_id", "updated_at", "integration"})
 				enc = func(r *store.Result) error { return cw.Write(resultRow(r)) }
 				flush = func() error { cw.Flush(); return cw.Error() }
 			case "table":
 				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "ACCOUNT\tWIDGET\tOP\tSTATUS\tATTEMPTS\tCLASS\tHTTP\tDETAIL\tREQUEST ID\tUPDATED")
+				fmt.Fprintln(tw, "ACCOUNT\tWIDGET\tINTEGRATION\tOP\tSTATUS\tATTEMPTS\tCLASS\tHTTP\tDETAIL\tREQUEST ID\tUPDATED")
 				enc = func(r *store.Result) error {
 					row := resultRow(r)
 					row[8] = clip(row[8], 70)
-					_, err := fmt.Fprintln(tw, strings.Join(append(row[:7:7], row[8], row[9], row[10]), "\t"))
+					_, err := fmt.Fprintln(tw, strings.Join(append([]string{row[0], row[1], row[11]}, append(row[2:7:7], row[8], row[9], row[10])...), "\t"))
 					return err
 				}
 				flush = tw.Flush
@@ -212,6 +220,7 @@ Statuses: queued, retrying, installed, already_installed, failed, uninstalled.`,
 	fl.Int64Var(&f.account, "account", 0, "only this account")
 	fl.StringVar(&f.widget, "widget", "", "only this widget code")
 	fl.StringVar(&f.status, "status", "", "only this status")
+	fl.StringVar(&f.integ, "integration", "", "only this integration's (default's include results from before integrations)")
 	fl.StringVar(&format, "format", "table", "table, jsonl or csv")
 	return cmd
 }
@@ -225,7 +234,7 @@ func resultRow(r *store.Result) []string {
 		}
 	}
 	return []string{strconv.FormatInt(r.AccountID, 10), r.WidgetCode, r.Operation, string(r.Status), strconv.Itoa(r.Attempts),
-		class, status, title, detail, req, r.UpdatedAt.Format(time.RFC3339)}
+		class, status, title, detail, req, r.UpdatedAt.Format(time.RFC3339), store.IntegrationOf(r.Integration)}
 }
 
 func clip(s string, n int) string {

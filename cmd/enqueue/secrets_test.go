@@ -61,7 +61,7 @@ func TestSettingsAreSealedAndResealMovesEverythingToTheNewKey(t *testing.T) {
 	if plain, err := k1.Open(ps[0].SealedSettings); err != nil || plain != `{"password":"PW_PLAIN_9"}` {
 		t.Fatalf("open: %q %v", plain, err)
 	}
-	if a, err := store.New(e.r.Client, e.prefix).WithKeys(k1).GetAccount(ctx, 2); err != nil || a.AccessToken != "at_PLAIN_2" {
+	if a, err := store.New(e.r.Client, e.prefix).WithKeys(k1).GetAccount(ctx, 2, ""); err != nil || a.AccessToken != "at_PLAIN_2" {
 		t.Fatalf("account 2: %v", err)
 	}
 
@@ -102,7 +102,7 @@ func TestSettingsAreSealedAndResealMovesEverythingToTheNewKey(t *testing.T) {
 	k2, _ := seal.FromEnv(b64key(2), "")
 	only2 := store.New(e.r.Client, e.prefix).WithKeys(k2)
 	for _, n := range []int64{1, 2} {
-		if a, err := only2.GetAccount(ctx, n); err != nil || !strings.HasPrefix(a.AccessToken, "at_PLAIN_") {
+		if a, err := only2.GetAccount(ctx, n, ""); err != nil || !strings.HasPrefix(a.AccessToken, "at_PLAIN_") {
 			t.Fatalf("account %d with the new key alone: %v", n, err)
 		}
 	}

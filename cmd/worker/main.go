@@ -93,6 +93,7 @@ var settings = []config.Setting{
 	{Name: "redirect-uri", Env: "KOMMO_REDIRECT_URI", Default: "", Help: "the integration's redirect URI, sent with token refreshes"},
 	{Name: "concurrency", Env: "WIDGETQ_CONCURRENCY", Default: "50", Help: "tasks run at once by this process"},
 	{Name: "rate-per-account", Env: "WIDGETQ_RATE_PER_ACCOUNT", Default: "7", Help: "requests per second to one account, over all workers (Kommo's limit is 7)"},
+	{Name: "rate-per-account-total", Env: "WIDGETQ_RATE_PER_ACCOUNT_TOTAL", Default: "0", Help: "requests per second to one account over all integrations and workers (0: 50, or rate-per-account if higher); rate-per-account is each integration's share"},
 	{Name: "rate-global", Env: "WIDGETQ_RATE_GLOBAL", Default: "0", Help: "requests per second over all accounts and workers (0: no cap)"},
 	{Name: "queues", Env: "WIDGETQ_QUEUES", Default: tasks.DefaultQueue, Help: "queues to serve, with priorities: name[:weight],…"},
 	{Name: "shards", Env: "WIDGETQ_SHARDS", Default: "1", Help: "each queue is split by account into this many (name-0…name-N-1), as producers were told; all are served"},
@@ -165,6 +166,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	o.UIWritable = l.Bool("admin-ui-writable")
 	o.Concurrency = l.Int("concurrency", 1)
 	o.RatePerAccount = l.Float("rate-per-account", true)
+	o.RateAccountTotal = l.Float("rate-per-account-total", false)
 	o.RateGlobal = l.Float("rate-global", false)
 	o.ShutdownTimeout = l.Duration("shutdown-timeout")
 	o.Handler.RequestTimeout = l.Duration("request-timeout")

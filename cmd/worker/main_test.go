@@ -183,7 +183,7 @@ func TestOneRefreshAcrossThreeWorkerProcesses(t *testing.T) {
 	f.AddAccounts(t, 1, 1)
 	// The stored access token is expired: every task needs a refresh.
 	f.SB.ExpireAccessTokens("a1")
-	a, _ := f.St.GetAccount(context.Background(), 1)
+	a, _ := f.St.GetAccount(context.Background(), 1, "")
 	a.ExpiresAt = time.Now().Add(-time.Hour)
 	if err := f.St.PutAccount(context.Background(), *a); err != nil {
 		t.Fatal(err)
@@ -261,7 +261,7 @@ func TestSecretKeyAtStart(t *testing.T) {
 	// naming the setting, not the key.
 	keyA, keyB := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)), base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
 	ka, _ := seal.FromEnv(keyA, "")
-	a, _ := f.St.GetAccount(context.Background(), 1)
+	a, _ := f.St.GetAccount(context.Background(), 1, "")
 	if err := store.New(f.Client, f.Prefix).WithKeys(ka).PutAccount(context.Background(), *a); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestAdminServerHealthReadinessAndMetrics(t *testing.T) {
 			t.Errorf("no %s in /metrics", want)
 		}
 	}
-	a, _ := f.St.GetAccount(context.Background(), 1)
+	a, _ := f.St.GetAccount(context.Background(), 1, "")
 	if strings.Contains(body, a.AccessToken) || strings.Contains(body, "eXaMp1E") || strings.Contains(body, "a1") {
 		t.Fatal("/metrics holds an account's data")
 	}
@@ -499,7 +499,7 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 	}
 	f.WaitCount(t, store.StatusInstalled, 1, time.Minute)
 	f.WaitCount(t, store.StatusFailed, 1, time.Minute)
-	a1, _ := f.St.GetAccount(context.Background(), 1)
+	a1, _ := f.St.GetAccount(context.Background(), 1, "")
 	secretFree := func(name, page string) {
 		t.Helper()
 		if strings.Contains(page, "eXaMp1E") || strings.Contains(page, a1.AccessToken) || strings.Contains(page, a1.RefreshToken) {

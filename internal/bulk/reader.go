@@ -3,8 +3,9 @@
 // line what is wrong with it, by line number.
 //
 // JSONL: one object a line, {"account_id":…, "widget_code":"…",
-// "settings":{…}}. CSV: a header naming account_id, widget_code and
-// settings (in any order), settings as JSON text. Both accept a UTF-8 BOM,
+// "settings":{…}, "integration":"…"} (integration optional). CSV: a header
+// naming account_id, widget_code, settings and optionally integration (in
+// any order), settings as JSON text. Both accept a UTF-8 BOM,
 // CRLF line ends and blank lines.
 package bulk
 
@@ -197,7 +198,7 @@ func (r *Reader) readHeader() error {
 				return fmt.Errorf("CSV header: column %q twice", name)
 			}
 			switch name {
-			case "account_id", "widget_code", "settings":
+			case "account_id", "widget_code", "settings", "integration":
 				r.cols[name] = i
 			default:
 				return fmt.Errorf("CSV header: unknown column %q (want account_id, widget_code, settings)", name)
@@ -230,6 +231,8 @@ type jsonLine struct {
 	AccountID  json.RawMessage  `json:"account_id"`
 	WidgetCode *string          `json:"widget_code"`
 	Settings   *json.RawMessage `json:"settings"`
+	// Integration is optional: the widget's registered owner, else default.
+	Integration string `json:"integration"`
 }
 
 func (r *Reader) nextJSONL() (*Entry, *Reject, error) {
@@ -295,11 +298,15 @@ func (r *Reader) nextCSV() (*Entry, *Reject, error) {
 		if acct != "" {
 			ap = &acct
 		}
+		integ := ""
+		if i, ok := r.cols["integration"]; ok {
+			integ = strings.TrimSpace(rec[i])
+		}
 		var cp *string
 		if code != "" {
 			cp = &code
 		}
-		p, reason := payloadOf(ap, cp, settings)
+		p, reason := payloadOf(ap, cp, settings, integ)
 		if reason != "" {
 			return nil, &Reject{Line: line, Reason: reason, Raw: raw}, nil
 		}
@@ -335,12 +342,12 @@ func ParseJSONLine(line []byte) (tasks.InstallWidgetPayload, string) {
 		n := json.Number(a)
 		acct = &n
 	}
-	return payloadOf(acct, jl.WidgetCode, jl.Settings)
+	return payloadOf(acct, jl.WidgetCode, jl.Settings, jl.Integration)
 }
 
 // payloadOf checks the three fields and builds the payload, or says what
 // is wrong.
-func payloadOf(acct *json.Number, code *string, settings *json.RawMessage) (tasks.InstallWidgetPayload, string) {
+func payloadOf(acct *json.Number, code *string, settings *json.RawMessage, integ string) (tasks.InstallWidgetPayload, string) {
 	var p tasks.InstallWidgetPayload
 	if acct == nil {
 		return p, "account_id: required"
@@ -357,6 +364,7 @@ func payloadOf(acct *json.Number, code *string, settings *json.RawMessage) (task
 	if settings != nil {
 		p.Settings = *settings
 	}
+	p.Integration = integ
 	if err := p.Validate(); err != nil {
 		return p, err.Error()
 	}

@@ -235,8 +235,9 @@ func (s *Server) uninstalls(w http.ResponseWriter, r *http.Request) {
 // what is wrong, naming the field.
 func parseUninstall(item []byte) (tasks.UninstallWidgetPayload, string) {
 	var in struct {
-		AccountID  json.Number `json:"account_id"`
-		WidgetCode string      `json:"widget_code"`
+		AccountID   json.Number `json:"account_id"`
+		WidgetCode  string      `json:"widget_code"`
+		Integration string      `json:"integration"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(item))
 	dec.DisallowUnknownFields()
@@ -248,7 +249,7 @@ func parseUninstall(item []byte) (tasks.UninstallWidgetPayload, string) {
 	if err != nil {
 		return tasks.UninstallWidgetPayload{}, fmt.Sprintf("account_id: want a positive integer, got %.30q", in.AccountID.String())
 	}
-	p := tasks.UninstallWidgetPayload{AccountID: id, WidgetCode: in.WidgetCode}
+	p := tasks.UninstallWidgetPayload{AccountID: id, WidgetCode: in.WidgetCode, Integration: in.Integration}
 	if err := p.Validate(); err != nil {
 		return p, err.Error()
 	}

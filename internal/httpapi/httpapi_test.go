@@ -124,7 +124,7 @@ func TestTheServerAnswersAsDocumented(t *testing.T) {
 	if code != 200 || m["account_id"] != float64(7) || strings.Contains(raw, "SECRET") {
 		t.Fatalf("put account: %d %s", code, raw)
 	}
-	if a, err := f.st.GetAccount(ctx, 7); err != nil || a.AccessToken != "at_SECRET" || a.BaseURL != "https://acme.kommo.com" {
+	if a, err := f.st.GetAccount(ctx, 7, ""); err != nil || a.AccessToken != "at_SECRET" || a.BaseURL != "https://acme.kommo.com" {
 		t.Fatalf("stored %v %v", a, err)
 	}
 	if code, m, _ := f.call(t, "PUT", "/v1/accounts/7", `{"account_id":8,"subdomain":"acme","access_token":"x"}`, token, true); code != 422 || m["field"] != "account_id" {
@@ -147,7 +147,7 @@ func TestTheServerAnswersAsDocumented(t *testing.T) {
 			t.Errorf("%s: %d %s", c.url, code, raw)
 		}
 	}
-	if _, err := f.st.GetAccount(ctx, 8); err == nil {
+	if _, err := f.st.GetAccount(ctx, 8, ""); err == nil {
 		t.Fatal("an account with a refused base URL was stored")
 	}
 

@@ -27,6 +27,7 @@ type Metrics struct {
 	rateLimited prometheus.Counter
 	refreshes   *prometheus.CounterVec
 	pauses      prometheus.Counter
+	integTasks  *prometheus.CounterVec
 
 	mu      sync.Mutex
 	queues  map[[2]string]float64 // (queue, state) → size
@@ -56,9 +57,11 @@ func New() *Metrics {
 			Help: "Token requests to Kommo by result (ok, error)."}, []string{"result"}),
 		pauses: prometheus.NewCounter(prometheus.CounterOpts{Name: "widgetq_kommo_pauses_total",
 			Help: "Times this worker paused all Kommo traffic: HTML 403 blocks from several accounts at once (an IP block)."}),
+		integTasks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "widgetq_integration_tasks_total",
+			Help: "Task runs by OAuth integration and outcome (as widgetq_tasks_total's)."}, []string{"integration", "outcome"}),
 		queues: map[[2]string]float64{}, latency: map[string]float64{},
 	}
-	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, m.pauses, (*stateCollector)(m),
+	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, m.pauses, m.integTasks, (*stateCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value is there from the first scrape, at zero:
 	// alerts and dashboards see a series before its first event.
@@ -83,6 +86,15 @@ func (m *Metrics) Task(typ, outcome, class string) {
 		return
 	}
 	m.tasks.WithLabelValues(typ, outcome, class).Inc()
+}
+
+// IntegrationTask counts one run's outcome under its integration's name
+// (never an account: the label set stays as small as the registry).
+func (m *Metrics) IntegrationTask(integration, outcome string) {
+	if m == nil {
+		return
+	}
+	m.integTasks.WithLabelValues(integration, outcome).Inc()
 }
 
 // KommoPaused counts a pause of all Kommo traffic this worker started.

@@ -22,7 +22,7 @@ func BenchmarkReserve(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		account++
-		if _, err := l.Reserve(ctx, account%1000, time.Hour); err != nil {
+		if _, err := l.Reserve(ctx, ratelimit.Of(int64(account%1000)), time.Hour); err != nil {
 			b.Fatal(err)
 		}
 	}

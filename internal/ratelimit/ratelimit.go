@@ -29,6 +29,10 @@ import (
 type Config struct {
 	// PerAccount is Kommo's limit per account (default 7).
 	PerAccount float64
+	// PerAccountTotal caps one account over all integrations together
+	// (default 50, or PerAccount when that is higher): PerAccount is each
+	// integration's budget in an account.
+	PerAccountTotal float64
 	// Global caps all accounts together (0: no cap).
 	Global float64
 	// Margin lengthens every interval by this share, so arrival jitter
@@ -53,6 +57,9 @@ func (c Config) WithDefaults() Config {
 	if c.PerAccount == 0 {
 		c.PerAccount = 7
 	}
+	if c.PerAccountTotal == 0 {
+		c.PerAccountTotal = max(50, c.PerAccount)
+	}
 	if c.Margin == 0 {
 		c.Margin = 0.04
 	}
@@ -76,6 +83,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.PerAccount <= 0 || math.IsInf(c.PerAccount, 0) || math.IsNaN(c.PerAccount):
 		return fmt.Errorf("rate per account must be a positive number, got %v", c.PerAccount)
+	case c.PerAccountTotal <= 0 || math.IsInf(c.PerAccountTotal, 0) || math.IsNaN(c.PerAccountTotal):
+		return fmt.Errorf("rate per account over all integrations must be a positive number, got %v", c.PerAccountTotal)
 	case c.Global < 0 || math.IsInf(c.Global, 0) || math.IsNaN(c.Global):
 		return fmt.Errorf("global rate must be 0 (none) or positive, got %v", c.Global)
 	case c.Margin > 1 || math.IsNaN(c.Margin):
@@ -110,9 +119,36 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 // Config returns the limiter's settings.
 func (l *Limiter) Config() Config { return l.cfg }
 
-func (l *Limiter) keys(account int64) []string {
-	a := strconv.FormatInt(account, 10)
-	return []string{l.pre + "tat:" + a, l.pre + "pause:" + a, l.pre + "slow:" + a, l.pre + "tat:global"}
+// Budget is whose rate budget a request spends: an integration's in an
+// account (Kommo's 7 req/s), and with it the account's over all
+// integrations and the global one.
+type Budget struct {
+	Account int64
+	// Integration is the OAuth integration's name ("" or "default": the
+	// default integration).
+	Integration string
+}
+
+// Of is the default integration's budget in account.
+func Of(account int64) Budget { return Budget{Account: account} }
+
+func (b Budget) String() string {
+	if b.Integration == "" || b.Integration == "default" {
+		return fmt.Sprintf("account %d", b.Account)
+	}
+	return fmt.Sprintf("account %d (integration %s)", b.Account, b.Integration)
+}
+
+// keys are the budget's: its TAT, pause-until and slow factor, then the
+// global TAT and the account's TAT over all integrations. The default
+// integration's keep the names they had before integrations existed.
+func (l *Limiter) keys(b Budget) []string {
+	a := strconv.FormatInt(b.Account, 10)
+	own := a
+	if b.Integration != "" && b.Integration != "default" {
+		own = a + ":" + b.Integration
+	}
+	return []string{l.pre + "tat:" + own, l.pre + "pause:" + own, l.pre + "slow:" + own, l.pre + "tat:global", l.pre + "total:" + a}
 }
 
 // now is the clock argument of the scripts: 0 asks them to read the
@@ -133,10 +169,13 @@ if now <= 0 then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end`
 
-// reserveScript reserves the next slot of an account and of the global
-// budget at once, on the Redis server's clock (microseconds).
-// KEYS: account TAT, account pause-until, account slow factor, global TAT.
-// ARGV: account interval, global interval (0: none), max wait, now (0: TIME).
+// reserveScript reserves the next slot of a budget, of its account over
+// all integrations and of the global budget at once, on the Redis server's
+// clock (microseconds).
+// KEYS: budget TAT, budget pause-until, budget slow factor, global TAT,
+// account TAT.
+// ARGV: budget interval, global interval (0: none), max wait, now (0:
+// TIME), account interval.
 // Returns {reserved (0/1), wait}.
 var reserveScript = redis.NewScript(fmt.Sprintf(scriptNow, 4) + `
 local ia = tonumber(ARGV[1]) * tonumber(redis.call('GET', KEYS[3]) or '1')
@@ -150,30 +189,34 @@ if ig > 0 then
   local g = tonumber(redis.call('GET', KEYS[4]) or '0')
   if g > start then start = g end
 end
+local it = tonumber(ARGV[5])
+local t = tonumber(redis.call('GET', KEYS[5]) or '0')
+if t > start then start = t end
 local wait = start - now
 if wait > tonumber(ARGV[3]) then return {0, wait} end
 redis.call('SET', KEYS[1], string.format('%.0f', start + ia), 'PX', math.floor((start + ia - now) / 1000) + 1000)
+redis.call('SET', KEYS[5], string.format('%.0f', start + it), 'PX', math.floor((start + it - now) / 1000) + 1000)
 if ig > 0 then
   redis.call('SET', KEYS[4], string.format('%.0f', start + ig), 'PX', math.floor((start + ig - now) / 1000) + 1000)
 end
 return {1, wait}`)
 
-// Reserve reserves the account's next request slot if it is at most
+// Reserve reserves the budget's next request slot if it is at most
 // maxWait away, and returns how long until it. A slot further away is not
 // reserved: the result is a *retry.DeferError with the time until it.
-func (l *Limiter) Reserve(ctx context.Context, account int64, maxWait time.Duration) (time.Duration, error) {
+func (l *Limiter) Reserve(ctx context.Context, b Budget, maxWait time.Duration) (time.Duration, error) {
 	ig := int64(0)
 	if l.cfg.Global > 0 {
 		ig = l.cfg.interval(l.cfg.Global).Microseconds()
 	}
-	res, err := reserveScript.Run(ctx, l.rdb, l.keys(account),
-		l.cfg.interval(l.cfg.PerAccount).Microseconds(), ig, maxWait.Microseconds(), l.now()).Int64Slice()
+	res, err := reserveScript.Run(ctx, l.rdb, l.keys(b),
+		l.cfg.interval(l.cfg.PerAccount).Microseconds(), ig, maxWait.Microseconds(), l.now(), l.cfg.interval(l.cfg.PerAccountTotal).Microseconds()).Int64Slice()
 	if err != nil {
 		return 0, fmt.Errorf("rate limiter: %w", err)
 	}
 	wait := time.Duration(res[1]) * time.Microsecond
 	if res[0] == 0 {
-		return wait, &retry.DeferError{Delay: wait, Reason: fmt.Sprintf("rate budget of account %d spent", account)}
+		return wait, &retry.DeferError{Delay: wait, Reason: fmt.Sprintf("rate budget of %s spent", b)}
 	}
 	return wait, nil
 }
@@ -181,10 +224,10 @@ func (l *Limiter) Reserve(ctx context.Context, account int64, maxWait time.Durat
 // Wait reserves a slot at most maxWait away and sleeps until it. After a
 // sleep it checks that no 429 paused the account meanwhile; if one did, it
 // waits out the pause too when it fits in maxWait, else defers.
-func (l *Limiter) Wait(ctx context.Context, account int64, maxWait time.Duration) error {
+func (l *Limiter) Wait(ctx context.Context, b Budget, maxWait time.Duration) error {
 	deadline := time.Now().Add(maxWait)
 	for range 3 {
-		wait, err := l.Reserve(ctx, account, time.Until(deadline))
+		wait, err := l.Reserve(ctx, b, time.Until(deadline))
 		if err != nil {
 			return err
 		}
@@ -194,7 +237,7 @@ func (l *Limiter) Wait(ctx context.Context, account int64, maxWait time.Duration
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
-		paused, err := l.PausedFor(ctx, account)
+		paused, err := l.PausedFor(ctx, b)
 		if err != nil {
 			return err
 		}
@@ -202,10 +245,10 @@ func (l *Limiter) Wait(ctx context.Context, account int64, maxWait time.Duration
 			return nil
 		}
 		if paused > time.Until(deadline) {
-			return &retry.DeferError{Delay: paused, Reason: fmt.Sprintf("account %d paused after a 429", account)}
+			return &retry.DeferError{Delay: paused, Reason: fmt.Sprintf("%s paused after a 429", b)}
 		}
 	}
-	return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("account %d kept being paused", account)}
+	return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("%s kept being paused", b)}
 }
 
 // pauseScript pauses an account until now+pause (never shortening a
@@ -223,21 +266,21 @@ if f > tonumber(ARGV[4]) then f = tonumber(ARGV[4]) end
 redis.call('SET', KEYS[2], tostring(f), 'PX', ARGV[3])
 return 1`)
 
-// Penalize records a 429 for the account: no process sends to it for
-// pause, and its interval is multiplied by SlowFactor (compounding, up to
-// 8×) for SlowFor.
-func (l *Limiter) Penalize(ctx context.Context, account int64, pause time.Duration) error {
-	k := l.keys(account)
+// Penalize records a 429 for the budget: no process spends it for pause,
+// and its interval is multiplied by SlowFactor (compounding, up to 8×) for
+// SlowFor.
+func (l *Limiter) Penalize(ctx context.Context, b Budget, pause time.Duration) error {
+	k := l.keys(b)
 	err := pauseScript.Run(ctx, l.rdb, k[1:3], max(pause, 0).Microseconds(), l.cfg.SlowFactor, l.cfg.SlowFor.Milliseconds(), 8, l.now()).Err()
 	if err != nil {
-		return fmt.Errorf("rate limiter: pause account %d: %w", account, err)
+		return fmt.Errorf("rate limiter: pause %s: %w", b, err)
 	}
 	return nil
 }
 
-// PausedFor returns how long the account stays paused (0: not paused).
-func (l *Limiter) PausedFor(ctx context.Context, account int64) (time.Duration, error) {
-	k := l.keys(account)
+// PausedFor returns how long the budget stays paused (0: not paused).
+func (l *Limiter) PausedFor(ctx context.Context, b Budget) (time.Duration, error) {
+	k := l.keys(b)
 	var until int64
 	var now time.Time
 	cmds, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -259,9 +302,9 @@ func (l *Limiter) PausedFor(ctx context.Context, account int64) (time.Duration, 
 	return max(0, time.Duration(until-now.UnixMicro())*time.Microsecond), nil
 }
 
-// SlowFactor returns the account's current interval multiplier (1: none).
-func (l *Limiter) SlowFactor(ctx context.Context, account int64) (float64, error) {
-	v, err := l.rdb.Get(ctx, l.keys(account)[2]).Float64()
+// SlowFactor returns the budget's current interval multiplier (1: none).
+func (l *Limiter) SlowFactor(ctx context.Context, b Budget) (float64, error) {
+	v, err := l.rdb.Get(ctx, l.keys(b)[2]).Float64()
 	if err == redis.Nil {
 		return 1, nil
 	}

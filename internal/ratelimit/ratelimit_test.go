@@ -36,11 +36,11 @@ const micro = 8 * time.Microsecond
 func exactly(got, want time.Duration) bool { return got >= want-micro && got <= want+micro }
 
 // reserve reserves and checks the wait the limiter computed.
-func reserve(t *testing.T, l *ratelimit.Limiter, account int64, want time.Duration) {
+func reserve(t *testing.T, l *ratelimit.Limiter, b ratelimit.Budget, want time.Duration) {
 	t.Helper()
-	wait, err := l.Reserve(context.Background(), account, time.Hour)
+	wait, err := l.Reserve(context.Background(), b, time.Hour)
 	if err != nil || !exactly(wait, want) {
-		t.Fatalf("account %d: wait %v (%v), want %v", account, wait, err, want)
+		t.Fatalf("%s: wait %v (%v), want %v", b, wait, err, want)
 	}
 }
 
@@ -52,18 +52,18 @@ func TestReservationsArePacedWithAMargin(t *testing.T) {
 	// Slot i of the account is i intervals after the first, however long
 	// the calls take.
 	for i := range 8 {
-		reserve(t, l, 1, time.Duration(i)*interval)
+		reserve(t, l, ratelimit.Of(1), time.Duration(i)*interval)
 	}
 	// Time passes: the next slot (the 9th) is that much nearer.
 	clk.Add(100 * time.Millisecond)
-	reserve(t, l, 1, 8*interval-100*time.Millisecond)
+	reserve(t, l, ratelimit.Of(1), 8*interval-100*time.Millisecond)
 	// Another account has its own budget.
-	reserve(t, l, 2, 0)
+	reserve(t, l, ratelimit.Of(2), 0)
 	// An account idle for longer than an interval starts afresh: no burst
 	// is saved up.
 	clk.Add(time.Hour)
-	reserve(t, l, 1, 0)
-	reserve(t, l, 1, interval)
+	reserve(t, l, ratelimit.Of(1), 0)
+	reserve(t, l, ratelimit.Of(1), interval)
 }
 
 func TestDefaultMarginPacesBelowTheLimit(t *testing.T) {
@@ -73,7 +73,7 @@ func TestDefaultMarginPacesBelowTheLimit(t *testing.T) {
 	// 7/s with 4%: 148.571 ms apart, so 7 slots span 891 ms and the 8th
 	// lands 1.04 s after the first, outside any one-second window.
 	for i := range 8 {
-		reserve(t, l, 1, time.Duration(float64(i)*1.04e9/7))
+		reserve(t, l, ratelimit.Of(1), time.Duration(float64(i)*1.04e9/7))
 	}
 }
 
@@ -83,19 +83,19 @@ func TestSlotsBeyondMaxWaitAreDeferredNotReserved(t *testing.T) {
 	l := newLimiter(t, redistest.New(t), redistest.Unique(t), clk, ratelimit.Config{PerAccount: 2})
 	ctx := context.Background()
 	for range 2 {
-		if _, err := l.Reserve(ctx, 1, 600*time.Millisecond); err != nil {
+		if _, err := l.Reserve(ctx, ratelimit.Of(1), 600*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// 2/s with 4%: slots 520 ms apart; the third is 1.04 s away.
-	wait, err := l.Reserve(ctx, 1, 600*time.Millisecond)
+	wait, err := l.Reserve(ctx, ratelimit.Of(1), 600*time.Millisecond)
 	var de *retry.DeferError
 	if !errors.As(err, &de) || !exactly(de.Delay, 1040*time.Millisecond) || wait != de.Delay {
 		t.Fatalf("third reservation: wait %v err %v, want a deferral of 1.04s", wait, err)
 	}
 	// Nothing was reserved: the next caller with more patience gets the
 	// same slot, not one after it.
-	reserve(t, l, 1, wait)
+	reserve(t, l, ratelimit.Of(1), wait)
 	if retry.IsFailure(de) {
 		t.Fatal("a deferral counts as a failure")
 	}
@@ -107,13 +107,43 @@ func TestGlobalBudgetIsShared(t *testing.T) {
 	l := newLimiter(t, redistest.New(t), redistest.Unique(t), clk, ratelimit.Config{PerAccount: 7, Global: 10, Margin: -1})
 	// Six accounts, one request each: 10/s over all of them.
 	for i := range 6 {
-		reserve(t, l, int64(100+i), time.Duration(i)*100*time.Millisecond)
+		reserve(t, l, ratelimit.Of(int64(100+i)), time.Duration(i)*100*time.Millisecond)
 	}
 	// An account's own budget still holds: its second slot is a seventh
 	// of a second after its first, even though the global one is nearer.
 	clk.Add(time.Second)
-	reserve(t, l, 200, 0)
-	reserve(t, l, 200, time.Second/7)
+	reserve(t, l, ratelimit.Of(200), 0)
+	reserve(t, l, ratelimit.Of(200), time.Second/7)
+}
+
+func TestEachIntegrationHasItsBudgetUnderTheAccountsTotal(t *testing.T) {
+	t.Parallel()
+	clk := fakeclock.New()
+	l := newLimiter(t, redistest.New(t), redistest.Unique(t), clk, ratelimit.Config{PerAccount: 7, PerAccountTotal: 10, Margin: -1})
+	a := ratelimit.Budget{Account: 1, Integration: "a"}
+	b := ratelimit.Budget{Account: 1, Integration: "b"}
+	// Two integrations in one account: each is paced at 7/s on its own...
+	reserve(t, l, a, 0)
+	reserve(t, l, a, time.Second/7)
+	// ...but the account's total (10/s) holds over both: b's first slot is
+	// a tenth of a second after a's last one.
+	reserve(t, l, b, time.Second/7+time.Second/10)
+	// The default integration keeps the keys it had: "" and "default" are
+	// the same budget.
+	clk.Add(time.Hour)
+	reserve(t, l, ratelimit.Of(1), 0)
+	reserve(t, l, ratelimit.Budget{Account: 1, Integration: "default"}, time.Second/7)
+	// A pause after a 429 is the integration's, not the account's.
+	ctx := context.Background()
+	if err := l.Penalize(ctx, a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := l.PausedFor(ctx, b); p != 0 {
+		t.Fatalf("integration b paused %v by a's 429", p)
+	}
+	if p, _ := l.PausedFor(ctx, a); !exactly(p, time.Minute) {
+		t.Fatalf("integration a paused %v, want 1m", p)
+	}
 }
 
 func TestPenalizePausesAndSlowsTheAccount(t *testing.T) {
@@ -124,48 +154,48 @@ func TestPenalizePausesAndSlowsTheAccount(t *testing.T) {
 	a := newLimiter(t, r, prefix, clk, ratelimit.Config{PerAccount: 10, Margin: -1})
 	b := newLimiter(t, r, prefix, clk, ratelimit.Config{PerAccount: 10, Margin: -1}) // another process
 	ctx := context.Background()
-	if err := a.Penalize(ctx, 1, 2*time.Second); err != nil {
+	if err := a.Penalize(ctx, ratelimit.Of(1), 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := b.PausedFor(ctx, 1); err != nil || !exactly(p, 2*time.Second) {
+	if p, err := b.PausedFor(ctx, ratelimit.Of(1)); err != nil || !exactly(p, 2*time.Second) {
 		t.Fatalf("paused for %v (%v) in the other process, want 2s", p, err)
 	}
 	clk.Add(500 * time.Millisecond)
-	if p, _ := b.PausedFor(ctx, 1); !exactly(p, 1500*time.Millisecond) {
+	if p, _ := b.PausedFor(ctx, ratelimit.Of(1)); !exactly(p, 1500*time.Millisecond) {
 		t.Fatalf("500 ms later: paused for %v, want 1.5s", p)
 	}
 	// The first slot is when the pause ends; the next one an interval of
 	// 200 ms (twice 100 ms) later.
-	reserve(t, b, 1, 1500*time.Millisecond)
-	reserve(t, b, 1, 1700*time.Millisecond)
-	if f, _ := b.SlowFactor(ctx, 1); f != 2 {
+	reserve(t, b, ratelimit.Of(1), 1500*time.Millisecond)
+	reserve(t, b, ratelimit.Of(1), 1700*time.Millisecond)
+	if f, _ := b.SlowFactor(ctx, ratelimit.Of(1)); f != 2 {
 		t.Fatalf("slow factor %v", f)
 	}
 	for range 5 {
-		_ = a.Penalize(ctx, 1, 0)
+		_ = a.Penalize(ctx, ratelimit.Of(1), 0)
 	}
-	if f, _ := b.SlowFactor(ctx, 1); f != 8 {
+	if f, _ := b.SlowFactor(ctx, ratelimit.Of(1)); f != 8 {
 		t.Fatalf("slow factor after many 429s %v, want the cap 8", f)
 	}
 	// A short pause never shortens a longer one.
-	_ = a.Penalize(ctx, 1, time.Millisecond)
-	if p, _ := b.PausedFor(ctx, 1); !exactly(p, 1500*time.Millisecond) {
+	_ = a.Penalize(ctx, ratelimit.Of(1), time.Millisecond)
+	if p, _ := b.PausedFor(ctx, ratelimit.Of(1)); !exactly(p, 1500*time.Millisecond) {
 		t.Fatalf("pause changed to %v by a shorter one", p)
 	}
 	// Once the pause is over, nothing is paused.
 	clk.Add(2 * time.Second)
-	if p, _ := b.PausedFor(ctx, 1); p != 0 {
+	if p, _ := b.PausedFor(ctx, ratelimit.Of(1)); p != 0 {
 		t.Fatalf("paused for %v after the pause ended", p)
 	}
-	reserve(t, b, 2, 0)
-	if p, _ := b.PausedFor(ctx, 2); p != 0 {
+	reserve(t, b, ratelimit.Of(2), 0)
+	if p, _ := b.PausedFor(ctx, ratelimit.Of(2)); p != 0 {
 		t.Fatalf("account 2 paused by account 1's 429: %v", p)
 	}
 }
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	for _, c := range []ratelimit.Config{{PerAccount: -1}, {Global: -5}, {Margin: 1.5}, {SlowFactor: 0.5}} {
+	for _, c := range []ratelimit.Config{{PerAccount: -1}, {PerAccountTotal: -1}, {Global: -5}, {Margin: 1.5}, {SlowFactor: 0.5}} {
 		if _, err := ratelimit.New(nil, c); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
@@ -198,7 +228,7 @@ func TestTwoProcessesNeverTripKommosLimit(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range 4 {
-					wait, err := limiters[g%2].Reserve(context.Background(), 7, time.Minute)
+					wait, err := limiters[g%2].Reserve(context.Background(), ratelimit.Of(7), time.Minute)
 					if err != nil {
 						t.Error(err)
 						return

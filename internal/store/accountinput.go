@@ -8,12 +8,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/widgetq/widgetq/tasks"
 )
 
 // AccountInput is an account as an operator gives it: one line of an
 // accounts file, or the body of the HTTP API's PUT /v1/accounts/{id}.
 type AccountInput struct {
 	AccountID    json.Number `json:"account_id"`
+	Integration  string      `json:"integration"`
 	BaseURL      string      `json:"base_url"`
 	Subdomain    string      `json:"subdomain"`
 	Domain       string      `json:"domain"`
@@ -56,6 +59,10 @@ func (l *AccountInput) ToAccount() (Account, error) {
 		return acct, fmt.Errorf("account_id: want a positive integer, got %.30q", l.AccountID.String())
 	}
 	acct.ID = id
+	if l.Integration != "" && !tasks.ValidIntegration(l.Integration) {
+		return acct, fmt.Errorf("integration: %.50q is not an integration name (1-40 lower-case letters, digits, '-', '_')", l.Integration)
+	}
+	acct.Integration = l.Integration
 	acct.BaseURL = l.BaseURL
 	if acct.BaseURL == "" {
 		if l.Subdomain == "" {

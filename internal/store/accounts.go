@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,12 +19,17 @@ import (
 
 	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/seal"
+	"github.com/widgetq/widgetq/tasks"
 )
 
-// Account is an account's API base and credentials. Printing it never
-// shows the tokens.
+// Account is an account's API base and the credentials one integration
+// holds for it (an account may hold several integrations' credentials).
+// Printing it never shows the tokens.
 type Account struct {
-	ID           int64     `json:"account_id"`
+	ID int64 `json:"account_id"`
+	// Integration names the OAuth integration the tokens were issued to
+	// ("" is DefaultIntegration).
+	Integration  string    `json:"integration,omitempty"`
 	BaseURL      string    `json:"base_url"`
 	AccessToken  string    `json:"access_token"`
 	RefreshToken string    `json:"refresh_token,omitempty"`
@@ -31,8 +38,8 @@ type Account struct {
 }
 
 func (a Account) String() string {
-	return fmt.Sprintf("store.Account{ID:%d BaseURL:%s AccessToken:%s RefreshToken:%s ExpiresAt:%s}",
-		a.ID, a.BaseURL, mask(a.AccessToken), mask(a.RefreshToken), a.ExpiresAt.Format(time.RFC3339))
+	return fmt.Sprintf("store.Account{ID:%d Integration:%s BaseURL:%s AccessToken:%s RefreshToken:%s ExpiresAt:%s}",
+		a.ID, IntegrationOf(a.Integration), a.BaseURL, mask(a.AccessToken), mask(a.RefreshToken), a.ExpiresAt.Format(time.RFC3339))
 }
 
 // GoString keeps %#v as secret-free as %v.
@@ -40,7 +47,15 @@ func (a Account) GoString() string { return a.String() }
 
 // LogValue keeps slog from showing the tokens.
 func (a Account) LogValue() slog.Value {
-	return slog.GroupValue(slog.Int64("id", a.ID), slog.String("base_url", a.BaseURL))
+	return slog.GroupValue(slog.Int64("id", a.ID), slog.String("integration", IntegrationOf(a.Integration)), slog.String("base_url", a.BaseURL))
+}
+
+// IntegrationOf is name, or DefaultIntegration when name is empty.
+func IntegrationOf(name string) string {
+	if name == "" {
+		return DefaultIntegration
+	}
+	return name
 }
 
 func mask(s string) string {
@@ -58,6 +73,9 @@ func (a *Account) Validate() error {
 	if a.ID <= 0 {
 		return fmt.Errorf("account_id: must be a positive integer, got %d", a.ID)
 	}
+	if a.Integration != "" && !tasks.ValidIntegration(a.Integration) {
+		return fmt.Errorf("account %d: integration: %.50q must be 1-40 lower-case letters, digits, '-' or '_'", a.ID, a.Integration)
+	}
 	if err := kommohost.Syntax(a.BaseURL); err != nil {
 		return fmt.Errorf("account %d: base_url: %v", a.ID, err)
 	}
@@ -70,6 +88,7 @@ func (a *Account) Validate() error {
 // Info is what may be shown of an account: no tokens.
 type Info struct {
 	ID              int64     `json:"account_id"`
+	Integration     string    `json:"integration"`
 	BaseURL         string    `json:"base_url"`
 	HasRefreshToken bool      `json:"has_refresh_token"`
 	ExpiresAt       time.Time `json:"expires_at,omitzero"`
@@ -78,10 +97,32 @@ type Info struct {
 
 // Info returns the account without its tokens.
 func (a *Account) Info() Info {
-	return Info{ID: a.ID, BaseURL: a.BaseURL, HasRefreshToken: a.RefreshToken != "", ExpiresAt: a.ExpiresAt, UpdatedAt: a.UpdatedAt}
+	return Info{ID: a.ID, Integration: IntegrationOf(a.Integration), BaseURL: a.BaseURL, HasRefreshToken: a.RefreshToken != "", ExpiresAt: a.ExpiresAt, UpdatedAt: a.UpdatedAt}
 }
 
-func (s *base) accountKey(n int64) string { return s.key("acct", id(n)) }
+// credKey is the hash of the credentials integ holds for account n. The
+// default integration's keep the name they had before integrations
+// existed ("acct:N"), so a worker of the earlier version sharing the Redis
+// during a rollout still finds them.
+func (s *base) credKey(n int64, integ string) string {
+	if integ = IntegrationOf(integ); integ == DefaultIntegration {
+		return s.key("acct", id(n))
+	}
+	return s.key("acct", id(n), integ)
+}
+
+// credsKey indexes every (account, integration) with credentials: members
+// "N:integration", scored by the account ID.
+func (s *base) credsKey() string { return s.key("creds") }
+
+func credMember(n int64, integ string) string { return id(n) + ":" + IntegrationOf(integ) }
+
+// parseCredMember reads a credsKey member.
+func parseCredMember(m string) (int64, string) {
+	a, integ, _ := strings.Cut(m, ":")
+	n, _ := strconv.ParseInt(a, 10, 64)
+	return n, IntegrationOf(integ)
+}
 
 // CheckAccount names what makes an account unacceptable: a bad field, or
 // (with WithHosts) a base URL off the Kommo host allow-list — the error
@@ -99,8 +140,8 @@ func (s *base) CheckAccount(a Account) error {
 	return nil
 }
 
-// PutAccount stores an account's credentials, replacing any before. It
-// refuses what CheckAccount refuses.
+// PutAccount stores the credentials an integration holds for an account,
+// replacing any before. It refuses what CheckAccount refuses.
 func (s *AccountStore) PutAccount(ctx context.Context, a Account) error {
 	if err := s.CheckAccount(a); err != nil {
 		return err
@@ -109,10 +150,10 @@ func (s *AccountStore) PutAccount(ctx context.Context, a Account) error {
 	a.BaseURL = strings.TrimRight(u.String(), "/")
 	a.UpdatedAt = s.now().UTC()
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		k := s.accountKey(a.ID)
+		k := s.credKey(a.ID, a.Integration)
 		p.Del(ctx, k)
 		p.HSet(ctx, k, s.accountFields(a)...)
-		p.ZAdd(ctx, s.key("accts"), redis.Z{Score: float64(a.ID), Member: id(a.ID)})
+		p.ZAdd(ctx, s.credsKey(), redis.Z{Score: float64(a.ID), Member: credMember(a.ID, a.Integration)})
 		return nil
 	})
 	return redisErr(fmt.Sprintf("put account %d", a.ID), err)
@@ -130,22 +171,26 @@ func (s *AccountStore) accountFields(a Account) []any {
 	return f
 }
 
-// GetAccount reads an account; ErrAccountNotFound when it has none.
-func (s *AccountStore) GetAccount(ctx context.Context, n int64) (*Account, error) {
-	m, err := s.rdb.HGetAll(ctx, s.accountKey(n)).Result()
+// GetAccount reads the credentials integ ("": the default integration)
+// holds for account n; ErrAccountNotFound when there are none.
+func (s *AccountStore) GetAccount(ctx context.Context, n int64, integ string) (*Account, error) {
+	m, err := s.rdb.HGetAll(ctx, s.credKey(n, integ)).Result()
 	if err != nil {
 		return nil, redisErr(fmt.Sprintf("get account %d", n), err)
 	}
-	return s.decodeAccount(n, m)
+	return s.decodeAccount(n, integ, m)
 }
 
 // decodeAccount reads an account's hash, opening sealed tokens. An error
 // opening them names the account and the field, never the value.
-func (s *base) decodeAccount(n int64, m map[string]string) (*Account, error) {
+func (s *base) decodeAccount(n int64, integ string, m map[string]string) (*Account, error) {
 	if len(m) == 0 || m["base_url"] == "" {
+		if integ = IntegrationOf(integ); integ != DefaultIntegration {
+			return nil, fmt.Errorf("account %d: integration %s: %w", n, integ, ErrAccountNotFound)
+		}
 		return nil, fmt.Errorf("account %d: %w", n, ErrAccountNotFound)
 	}
-	a := &Account{ID: n, BaseURL: m["base_url"]}
+	a := &Account{ID: n, Integration: IntegrationOf(integ), BaseURL: m["base_url"]}
 	var err error
 	if a.AccessToken, err = s.keys.Open(m["access_token"]); err != nil {
 		return nil, fmt.Errorf("account %d: access_token: %w", n, err)
@@ -158,38 +203,56 @@ func (s *base) decodeAccount(n int64, m map[string]string) (*Account, error) {
 	return a, nil
 }
 
-// DeleteAccount removes an account's credentials; a missing account is
-// ErrAccountNotFound.
-func (s *AccountStore) DeleteAccount(ctx context.Context, n int64) error {
+// DeleteAccount removes the credentials integ holds for an account; none
+// is ErrAccountNotFound.
+func (s *AccountStore) DeleteAccount(ctx context.Context, n int64, integ string) error {
 	var del *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		del = p.Del(ctx, s.accountKey(n))
-		p.ZRem(ctx, s.key("accts"), id(n))
+		del = p.Del(ctx, s.credKey(n, integ))
+		p.ZRem(ctx, s.credsKey(), credMember(n, integ))
 		return nil
 	})
 	if err != nil {
 		return redisErr(fmt.Sprintf("delete account %d", n), err)
 	}
 	if del.Val() == 0 {
-		return fmt.Errorf("account %d: %w", n, ErrAccountNotFound)
+		return fmt.Errorf("account %d: integration %s: %w", n, IntegrationOf(integ), ErrAccountNotFound)
 	}
 	return nil
 }
 
-// ListAccounts returns up to limit accounts after the one with ID after
-// (0: from the start), in ID order, without their tokens.
+// ListAccounts returns the credentials of up to about limit accounts after
+// the one with ID after (0: from the start), in ID order and by
+// integration within an account (all of an account's on one page), without
+// their tokens.
 func (s *AccountStore) ListAccounts(ctx context.Context, after int64, limit int) ([]Info, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	ids, err := s.rdb.ZRangeByScore(ctx, s.key("accts"), &redis.ZRangeBy{Min: "(" + id(after), Max: "+inf", Count: int64(limit)}).Result()
+	members, err := s.rdb.ZRangeByScore(ctx, s.credsKey(), &redis.ZRangeBy{Min: "(" + id(after), Max: "+inf", Count: int64(limit)}).Result()
+	if err == nil && len(members) == limit {
+		// Finish the last account: its other integrations may lie beyond.
+		last, _ := parseCredMember(members[len(members)-1])
+		var rest []string
+		rest, err = s.rdb.ZRangeByScore(ctx, s.credsKey(), &redis.ZRangeBy{Min: id(last), Max: id(last)}).Result()
+		for _, m := range rest {
+			if !slices.Contains(members, m) {
+				members = append(members, m)
+			}
+		}
+	}
 	if err != nil {
 		return nil, redisErr("list accounts", err)
 	}
-	out := make([]Info, 0, len(ids))
-	for _, sid := range ids {
-		n, _ := strconv.ParseInt(sid, 10, 64)
-		a, err := s.GetAccount(ctx, n)
+	sort.SliceStable(members, func(i, j int) bool {
+		a, ai := parseCredMember(members[i])
+		b, bi := parseCredMember(members[j])
+		return a < b || (a == b && ai < bi)
+	})
+	out := make([]Info, 0, len(members))
+	for _, m := range members {
+		n, integ := parseCredMember(m)
+		a, err := s.GetAccount(ctx, n, integ)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -201,10 +264,47 @@ func (s *AccountStore) ListAccounts(ctx context.Context, after int64, limit int)
 	return out, nil
 }
 
-// CountAccounts returns how many accounts have credentials.
+// CountAccounts returns how many (account, integration) credentials are
+// stored.
 func (s *AccountStore) CountAccounts(ctx context.Context) (int64, error) {
-	n, err := s.rdb.ZCard(ctx, s.key("accts")).Result()
+	n, err := s.rdb.ZCard(ctx, s.credsKey()).Result()
 	return n, redisErr("count accounts", err)
+}
+
+// migrateScript moves up to 1000 accounts from the index of the version
+// before integrations ("accts", members "N") to the credentials index
+// ("creds", members "N:default"); the credentials themselves stay where
+// they are. KEYS: accts, creds. Returns how many it moved.
+var migrateScript = redis.NewScript(`
+local ids = redis.call('ZRANGE', KEYS[1], 0, 999)
+for _, n in ipairs(ids) do
+  redis.call('ZADD', KEYS[2], n, n .. ':default')
+  redis.call('ZREM', KEYS[1], n)
+end
+return #ids`)
+
+// Migrate brings data written before integrations existed up to date, and
+// returns what it did, one line per change (none: nothing to do). Every
+// account's credentials become the default integration's: their keys stay
+// (so a worker of the earlier version still finds them during a rollout);
+// only the index of accounts moves. Safe to run again and from several
+// processes at once.
+func (s *AccountStore) Migrate(ctx context.Context) ([]string, error) {
+	moved := 0
+	for range 100000 {
+		n, err := migrateScript.Run(ctx, s.rdb, []string{s.key("accts"), s.credsKey()}).Int()
+		if err != nil {
+			return nil, redisErr("migrate accounts index", err)
+		}
+		if n == 0 {
+			break
+		}
+		moved += n
+	}
+	if moved == 0 {
+		return nil, nil
+	}
+	return []string{fmt.Sprintf("indexed %d accounts' credentials as integration %q (keys unchanged)", moved, DefaultIntegration)}, nil
 }
 
 // saveTokenScript writes a refreshed pair only while the account exists,
@@ -214,15 +314,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'access_token', ARGV[1], 'refresh_token', ARGV[2], 'expires_at', ARGV[3], 'updated_at', ARGV[4])
 return 1`)
 
-// SaveTokens stores an account's refreshed pair (sealed with the store's
-// keys) only while the account exists, so a refresh racing a delete cannot
-// leave half an account behind. GetAccount reads them back.
-func (s *AccountStore) SaveTokens(ctx context.Context, n int64, access, refresh string, expiry time.Time) error {
+// SaveTokens stores the refreshed pair integ holds for an account (sealed
+// with the store's keys) only while those credentials exist, so a refresh
+// racing a delete cannot leave half an account behind. GetAccount reads
+// them back.
+func (s *AccountStore) SaveTokens(ctx context.Context, n int64, integ, access, refresh string, expiry time.Time) error {
 	exp := ""
 	if !expiry.IsZero() {
 		exp = expiry.UTC().Format(time.RFC3339Nano)
 	}
-	ok, err := saveTokenScript.Run(ctx, s.rdb, []string{s.accountKey(n)},
+	ok, err := saveTokenScript.Run(ctx, s.rdb, []string{s.credKey(n, integ)},
 		s.keys.Seal(access), s.keys.Seal(refresh), exp, s.now().UTC().Format(time.RFC3339Nano)).Int()
 	if err != nil {
 		return redisErr(fmt.Sprintf("save token of account %d", n), err)
@@ -238,10 +339,15 @@ var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-// RefreshLock returns the account's refresh lock, shared by every process
-// on this Redis (a kommo.Locker).
-func (s *MarkStore) RefreshLock(n int64) *Lock {
-	return &Lock{s: s.base, key: s.key("lock", "refresh", id(n))}
+// RefreshLock returns the refresh lock of the credentials integ holds for
+// account n, shared by every process on this Redis (a kommo.Locker):
+// refresh tokens are single use per (integration, account).
+func (s *MarkStore) RefreshLock(n int64, integ string) *Lock {
+	k := s.key("lock", "refresh", id(n))
+	if integ = IntegrationOf(integ); integ != DefaultIntegration {
+		k += ":" + integ
+	}
+	return &Lock{s: s.base, key: k}
 }
 
 // Lock is a lock in Redis, held by one process at a time.
@@ -354,13 +460,13 @@ func (s *MarkStore) ListBlocked(ctx context.Context) ([]Block, error) {
 	return out, nil
 }
 
-// AccountsExist reports which of the accounts have credentials, in one
-// round trip.
+// AccountsExist reports which of the accounts have credentials (of any
+// integration), in one round trip.
 func (s *AccountStore) AccountsExist(ctx context.Context, ids []int64) (map[int64]bool, error) {
 	cmds := make([]*redis.IntCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, n := range ids {
-			cmds[i] = p.Exists(ctx, s.accountKey(n))
+			cmds[i] = p.ZCount(ctx, s.credsKey(), id(n), id(n))
 		}
 		return nil
 	})
@@ -369,7 +475,7 @@ func (s *AccountStore) AccountsExist(ctx context.Context, ids []int64) (map[int6
 	}
 	out := make(map[int64]bool, len(ids))
 	for i, n := range ids {
-		out[n] = cmds[i].Val() == 1
+		out[n] = cmds[i].Val() > 0
 	}
 	return out, nil
 }
@@ -390,20 +496,18 @@ func (s *AccountStore) ResealAccounts(ctx context.Context) (changed, total int, 
 	if !s.keys.Enabled() {
 		return 0, 0, nil, errors.New("store: re-seal: no WIDGETQ_SECRET_KEY is configured")
 	}
-	var after int64
-	for {
-		ids, err := s.rdb.ZRangeByScore(ctx, s.key("accts"), &redis.ZRangeBy{Min: "(" + id(after), Max: "+inf", Count: 500}).Result()
+	for offset := int64(0); ; offset += 500 {
+		members, err := s.rdb.ZRange(ctx, s.credsKey(), offset, offset+499).Result()
 		if err != nil {
 			return changed, total, stuck, redisErr("re-seal: list accounts", err)
 		}
-		if len(ids) == 0 {
+		if len(members) == 0 {
 			return changed, total, stuck, nil
 		}
-		for _, sid := range ids {
-			n, _ := strconv.ParseInt(sid, 10, 64)
-			after = n
+		for _, m := range members {
+			n, integ := parseCredMember(m)
 			total++
-			did, err := s.resealAccount(ctx, n)
+			did, err := s.resealAccount(ctx, n, integ)
 			if errors.Is(err, seal.ErrUnknownKey) || errors.Is(err, seal.ErrCorrupt) {
 				stuck = append(stuck, err)
 				continue
@@ -418,8 +522,8 @@ func (s *AccountStore) ResealAccounts(ctx context.Context) (changed, total int, 
 	}
 }
 
-func (s *AccountStore) resealAccount(ctx context.Context, n int64) (bool, error) {
-	k := s.accountKey(n)
+func (s *AccountStore) resealAccount(ctx context.Context, n int64, integ string) (bool, error) {
+	k := s.credKey(n, integ)
 	for range 5 {
 		m, err := s.rdb.HMGet(ctx, k, "access_token", "refresh_token").Result()
 		if err != nil {
@@ -453,12 +557,12 @@ func (s *AccountStore) resealAccount(ctx context.Context, n int64) (bool, error)
 // started with the wrong WIDGETQ_SECRET_KEY says so at start rather than
 // on every task. No accounts: nil.
 func (s *AccountStore) CheckKeys(ctx context.Context) error {
-	ids, err := s.rdb.ZRange(ctx, s.key("accts"), 0, 0).Result()
-	if err != nil || len(ids) == 0 {
+	members, err := s.rdb.ZRange(ctx, s.credsKey(), 0, 0).Result()
+	if err != nil || len(members) == 0 {
 		return redisErr("check keys", err)
 	}
-	n, _ := strconv.ParseInt(ids[0], 10, 64)
-	_, err = s.GetAccount(ctx, n)
+	n, integ := parseCredMember(members[0])
+	_, err = s.GetAccount(ctx, n, integ)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}

@@ -40,7 +40,7 @@ func BenchmarkBegin(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n++
-		if _, err := s.Begin(ctx, n%100+1, "amo_asterisk", true); err != nil {
+		if _, err := s.Begin(ctx, n%100+1, "", "amo_asterisk", true); err != nil {
 			b.Fatal(err)
 		}
 	}

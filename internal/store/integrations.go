@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/widgetq/widgetq/tasks"
 )
 
 // DefaultIntegration is the integration KOMMO_CLIENT_ID and its friends
@@ -35,15 +37,12 @@ func (i Integration) String() string {
 // GoString keeps %#v as secret-free as %v.
 func (i Integration) GoString() string { return i.String() }
 
-var (
-	integrationName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
-	widgetCodeRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
-)
+var widgetCodeRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
 
 // Validate names the first field that is not acceptable, never the secret.
 func (i Integration) Validate() error {
 	switch {
-	case !integrationName.MatchString(i.Name):
+	case !tasks.ValidIntegration(i.Name):
 		return fmt.Errorf("name: %.50q must be 1-40 lower-case letters, digits, '-' or '_'", i.Name)
 	case strings.TrimSpace(i.ClientID) == "" || len(i.ClientID) > 200:
 		return errors.New("client_id: required (at most 200 characters)")

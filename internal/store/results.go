@@ -56,6 +56,9 @@ type ErrorInfo struct {
 type Result struct {
 	AccountID     int64      `json:"account_id"`
 	WidgetCode    string     `json:"widget_code"`
+	// Integration is the OAuth integration whose credentials the task
+	// used (empty in results recorded before integrations: the default).
+	Integration   string     `json:"integration,omitempty"`
 	Operation     string     `json:"operation"` // "install" or "uninstall"
 	Status        Status     `json:"status"`
 	TaskID        string     `json:"task_id,omitempty"`
@@ -131,25 +134,25 @@ return 1`
 // what a mark costs. It returns how many it wrote.
 // KEYS: the all-index, the status indexes, then one result per entry.
 // ARGV: now, the statuses, then per entry: member, score, enqueue_id,
-// task_id, queue, op.
+// task_id, queue, op, integration.
 var queuedManyScript = redis.NewScript(`
 local now = ARGV[1]
 local ns = 6
 local written = 0
 local e = 0
-for a = 2 + ns, #ARGV, 6 do
+for a = 2 + ns, #ARGV, 7 do
   e = e + 1
   local k = KEYS[1 + ns + e]
   local m, score, eid = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local cur = redis.call('HMGET', k, 'enqueue_id', 'status')
   if not cur[2] then
     -- A first result for this account and widget: nothing to undo.
-    redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'queued_at', now, 'created_at', now)
+    redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now, 'created_at', now)
     redis.call('ZADD', KEYS[2], score, m)
     redis.call('ZADD', KEYS[1], score, m)
     written = written + 1
   elseif cur[1] ~= eid then
-    redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'queued_at', now)
+    redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now)
     redis.call('HDEL', k, 'data', 'inflight')
     local old = cur[2]
     if old ~= 'queued' then
@@ -236,7 +239,7 @@ func decodeResult(account int64, code string, m map[string]string) (*Result, err
 	if m["data"] == "" {
 		// A queued mark: plain fields.
 		r = Result{AccountID: account, WidgetCode: code, Status: Status(m["status"]), EnqueueID: m["enqueue_id"], TaskID: m["task_id"],
-			Queue: m["queue"], Operation: m["op"]}
+			Queue: m["queue"], Operation: m["op"], Integration: m["integ"]}
 		r.QueuedAt, _ = time.Parse(time.RFC3339Nano, m["queued_at"])
 		r.UpdatedAt = r.QueuedAt
 	} else if err := json.Unmarshal([]byte(m["data"]), &r); err != nil {
@@ -265,12 +268,12 @@ type TaskState struct {
 // (an install or uninstall) may be on its way, and a run that finds the
 // mark cannot know whether it took effect. Recording a verdict clears it.
 // Result is the state before the mark.
-func (s *ResultStore) Begin(ctx context.Context, account int64, code string, markInFlight bool) (TaskState, error) {
+func (s *ResultStore) Begin(ctx context.Context, account int64, integ, code string, markInFlight bool) (TaskState, error) {
 	var res, acct *redis.MapStringStringCmd
 	var blk, pause *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		res = p.HGetAll(ctx, s.resultKey(account, code))
-		acct = p.HGetAll(ctx, s.accountKey(account))
+		acct = p.HGetAll(ctx, s.credKey(account, integ))
 		blk = p.Get(ctx, s.key("blocked", id(account)))
 		pause = p.Get(ctx, s.kommoPauseKey())
 		if markInFlight {
@@ -289,7 +292,7 @@ func (s *ResultStore) Begin(ctx context.Context, account int64, code string, mar
 	} else if !errors.Is(err, ErrNotFound) {
 		return st, err
 	}
-	if a, err := s.decodeAccount(account, acct.Val()); err == nil {
+	if a, err := s.decodeAccount(account, integ, acct.Val()); err == nil {
 		st.Account = a
 	} else if !errors.Is(err, ErrNotFound) {
 		// Stored, but its tokens do not open with this process's keys.
@@ -317,6 +320,9 @@ func (s *ResultStore) ClearInFlight(ctx context.Context, account int64, code str
 type Query struct {
 	AccountID int64
 	Status    Status
+	// Integration selects one integration's results (the default's
+	// include those recorded before integrations existed).
+	Integration string
 	// Offset and Limit page through the selection (Limit 0: 100).
 	Offset, Limit int
 }
@@ -334,6 +340,9 @@ func (s *ResultStore) Results(ctx context.Context, q Query) (Page, error) {
 	}
 	if q.Limit <= 0 {
 		q.Limit = 100
+	}
+	if q.Integration != "" {
+		return s.resultsOf(ctx, q)
 	}
 	idx := s.key("idx", "all")
 	if q.Status != "" {
@@ -423,6 +432,10 @@ type Queued struct {
 	Code      string
 	TaskID    string
 	EnqueueID string
+	// Integration is the task's integration when the producer knows it
+	// (the payload's, or its widget's owner); the worker's record names
+	// the one it used.
+	Integration string
 }
 
 // MarkQueuedMany is MarkQueued for many tasks in one round trip.
@@ -446,7 +459,7 @@ func (s *ResultStore) markQueuedMany(ctx context.Context, qs []Queued, retry boo
 	}
 	for _, q := range qs {
 		keys = append(keys, s.resultKey(q.AccountID, q.Code))
-		args = append(args, member(q.AccountID, q.Code), q.AccountID, q.EnqueueID, q.TaskID, q.Queue, q.Op)
+		args = append(args, member(q.AccountID, q.Code), q.AccountID, q.EnqueueID, q.TaskID, q.Queue, q.Op, q.Integration)
 	}
 	n, err := queuedManyScript.EvalSha(ctx, s.rdb, keys, args...).Int()
 	if err != nil && retry && strings.Contains(err.Error(), "NOSCRIPT") {
@@ -457,4 +470,39 @@ func (s *ResultStore) markQueuedMany(ctx context.Context, qs []Queued, retry boo
 		return s.markQueuedMany(ctx, qs, false)
 	}
 	return n, redisErr("mark queued", err)
+}
+
+// resultsOf is Results of one integration: the indexes are not kept per
+// integration, so it reads the selection in chunks and keeps the matching
+// results (Total counts them all).
+func (s *ResultStore) resultsOf(ctx context.Context, q Query) (Page, error) {
+	want := IntegrationOf(q.Integration)
+	sub := q
+	sub.Integration, sub.Offset, sub.Limit = "", 0, 500
+	page := Page{Results: []Result{}}
+	skip := q.Offset
+	for range 100000 {
+		p, err := s.Results(ctx, sub)
+		if err != nil {
+			return page, err
+		}
+		for _, r := range p.Results {
+			if IntegrationOf(r.Integration) != want {
+				continue
+			}
+			page.Total++
+			if skip > 0 {
+				skip--
+				continue
+			}
+			if len(page.Results) < q.Limit {
+				page.Results = append(page.Results, r)
+			}
+		}
+		sub.Offset += sub.Limit
+		if int64(sub.Offset) >= p.Total {
+			break
+		}
+	}
+	return page, nil
 }

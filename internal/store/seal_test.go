@@ -61,7 +61,7 @@ func TestTokensAreSealedInRedisAndOpenForTheWorker(t *testing.T) {
 	if err := s.PutAccount(ctx, store.Account{ID: 7, BaseURL: "https://a.kommo.com", AccessToken: "at_PLAIN_ACCESS", RefreshToken: "rt_PLAIN_REFRESH"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveTokens(ctx, 8, "x", "", time.Time{}); !errors.Is(err, store.ErrAccountNotFound) {
+	if err := s.SaveTokens(ctx, 8, "", "x", "", time.Time{}); !errors.Is(err, store.ErrAccountNotFound) {
 		t.Fatal(err)
 	}
 	raw := rawValues(t, r, prefix)
@@ -69,28 +69,28 @@ func TestTokensAreSealedInRedisAndOpenForTheWorker(t *testing.T) {
 		t.Fatalf("Redis holds:\n%s", raw)
 	}
 	// Through every read path: GetAccount, the token store, Begin.
-	a, err := s.GetAccount(ctx, 7)
+	a, err := s.GetAccount(ctx, 7, "")
 	if err != nil || a.AccessToken != "at_PLAIN_ACCESS" || a.RefreshToken != "rt_PLAIN_REFRESH" {
 		t.Fatalf("get: %+v %v", a, err)
 	}
-	if err := s.SaveTokens(ctx, 7, "at_NEW_PLAIN", "rt_NEW_PLAIN", time.Now().Add(time.Hour)); err != nil {
+	if err := s.SaveTokens(ctx, 7, "", "at_NEW_PLAIN", "rt_NEW_PLAIN", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if raw := rawValues(t, r, prefix); strings.Contains(raw, "PLAIN") {
 		t.Fatalf("a saved token is in plaintext:\n%s", raw)
 	}
-	st, err := s.Begin(ctx, 7, "w", false)
+	st, err := s.Begin(ctx, 7, "", "w", false)
 	if err != nil || st.Account == nil || st.Account.AccessToken != "at_NEW_PLAIN" {
 		t.Fatalf("begin: %+v %v", st.Account, err)
 	}
 	// A process without the key, or with another, says so and names the
 	// account and field.
 	for _, other := range []*store.Store{store.New(r.Client, prefix), store.New(r.Client, prefix).WithKeys(keys(t, 2))} {
-		_, err := other.GetAccount(ctx, 7)
+		_, err := other.GetAccount(ctx, 7, "")
 		if err == nil || !strings.Contains(err.Error(), "account 7: access_token") || errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("wrong key: %v", err)
 		}
-		if _, err := other.Begin(ctx, 7, "w", false); err == nil {
+		if _, err := other.Begin(ctx, 7, "", "w", false); err == nil {
 			t.Fatal("Begin with the wrong key must fail, not report the account missing")
 		}
 		if err := other.CheckKeys(ctx); err == nil {
@@ -131,14 +131,14 @@ func TestResealMovesEveryAccountToTheNewKey(t *testing.T) {
 	if err != nil || changed != 3 || total != 4 || len(stuck) != 1 || !strings.Contains(stuck[0].Error(), "account 4") {
 		t.Fatalf("re-seal: %d of %d, stuck %v, %v", changed, total, stuck, err)
 	}
-	_ = store.New(r.Client, prefix).DeleteAccount(ctx, 4)
+	_ = store.New(r.Client, prefix).DeleteAccount(ctx, 4, "")
 	if changed, _, _, _ := rot.ResealAccounts(ctx); changed != 0 {
 		t.Fatalf("a second re-seal rewrote %d", changed)
 	}
 	// Only the new key is needed now.
 	fresh := store.New(r.Client, prefix).WithKeys(keys(t, 2))
 	for _, n := range []int64{1, 2, 3} {
-		a, err := fresh.GetAccount(ctx, n)
+		a, err := fresh.GetAccount(ctx, n, "")
 		if err != nil || !strings.HasPrefix(a.AccessToken, "at_") {
 			t.Fatalf("account %d after re-seal: %v", n, err)
 		}

@@ -30,7 +30,7 @@ func TestAccountsRoundTripWithoutShowingTokens(t *testing.T) {
 	if err := s.PutAccount(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.GetAccount(ctx, 42)
+	got, err := s.GetAccount(ctx, 42, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,23 +40,23 @@ func TestAccountsRoundTripWithoutShowingTokens(t *testing.T) {
 	if text := fmt.Sprintf("%v %+v %#v %s", got, got, *got, *got); strings.Contains(text, "secret") {
 		t.Fatalf("tokens printed: %s", text)
 	}
-	if _, err := s.GetAccount(ctx, 43); !errors.Is(err, store.ErrAccountNotFound) || !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetAccount(ctx, 43, ""); !errors.Is(err, store.ErrAccountNotFound) || !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing account: %v", err)
 	}
 	list, err := s.ListAccounts(ctx, 0, 10)
 	if err != nil || len(list) != 1 || list[0].ID != 42 || !list[0].HasRefreshToken {
 		t.Fatalf("list %+v %v", list, err)
 	}
-	if err := s.DeleteAccount(ctx, 42); err != nil {
+	if err := s.DeleteAccount(ctx, 42, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAccount(ctx, 42); !errors.Is(err, store.ErrAccountNotFound) {
+	if err := s.DeleteAccount(ctx, 42, ""); !errors.Is(err, store.ErrAccountNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if err := s.SaveTokens(ctx, 42, "x", "", time.Time{}); !errors.Is(err, store.ErrAccountNotFound) {
+	if err := s.SaveTokens(ctx, 42, "", "x", "", time.Time{}); !errors.Is(err, store.ErrAccountNotFound) {
 		t.Fatalf("saving a token of a deleted account: %v", err)
 	}
-	if _, err := s.GetAccount(ctx, 42); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetAccount(ctx, 42, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal("a token save recreated a deleted account")
 	}
 }
@@ -88,10 +88,10 @@ func TestTokenStoreAndPaging(t *testing.T) {
 		}
 	}
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
-	if err := s.SaveTokens(ctx, 7, "at2", "rt2", exp); err != nil {
+	if err := s.SaveTokens(ctx, 7, "", "at2", "rt2", exp); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := s.GetAccount(ctx, 7)
+	tok, err := s.GetAccount(ctx, 7, "")
 	if err != nil || tok.AccessToken != "at2" || tok.RefreshToken != "rt2" || !tok.ExpiresAt.Equal(exp) {
 		t.Fatalf("token %v %v", tok, err)
 	}
@@ -134,7 +134,7 @@ func TestRefreshLockIsExclusiveAcrossClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			unlock, err := s.RefreshLock(9).Lock(ctx)
+			unlock, err := s.RefreshLock(9, "").Lock(ctx)
 			if err != nil {
 				t.Error(err)
 				return
@@ -156,15 +156,15 @@ func TestRefreshLockIsExclusiveAcrossClients(t *testing.T) {
 		t.Fatalf("%d holders at once", maxInside.Load())
 	}
 	// A waiter gives up with its context.
-	unlock, _ := a.RefreshLock(9).Lock(ctx)
+	unlock, _ := a.RefreshLock(9, "").Lock(ctx)
 	defer unlock()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := b.RefreshLock(9).Lock(short); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := b.RefreshLock(9, "").Lock(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waiting on a held lock: %v", err)
 	}
 	// Another account's lock is free.
-	u2, err := b.RefreshLock(10).Lock(ctx)
+	u2, err := b.RefreshLock(10, "").Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +176,12 @@ func TestDeadHolderLosesTheLockAfterTTL(t *testing.T) {
 	r := redistest.New(t)
 	s := store.New(r.Client, redistest.Unique(t))
 	s.LockTTL = 200 * time.Millisecond
-	if _, err := s.RefreshLock(1).Lock(context.Background()); err != nil { // never unlocked
+	if _, err := s.RefreshLock(1, "").Lock(context.Background()); err != nil { // never unlocked
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	unlock, err := s.RefreshLock(1).Lock(ctx)
+	unlock, err := s.RefreshLock(1, "").Lock(ctx)
 	if err != nil {
 		t.Fatalf("lock of a dead holder never freed: %v", err)
 	}
@@ -321,7 +321,7 @@ func TestInFlightMarkIsClearedByAVerdict(t *testing.T) {
 	if _, err := s.MarkQueued(ctx, store.Queued{Op: "install", AccountID: 1, Code: "w", TaskID: "install:1:w", EnqueueID: "e1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Begin(ctx, 1, "w", true); err != nil {
+	if _, err := s.Begin(ctx, 1, "", "w", true); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := s.Result(ctx, 1, "w"); !r.InFlight || r.Status != store.StatusQueued {
@@ -362,7 +362,7 @@ func TestKommoPauseTripsOnBlocksFromSeveralAccounts(t *testing.T) {
 	if err != nil || got == nil || !got.Until.Equal(p.Until.Truncate(time.Nanosecond)) || fmt.Sprint(got.Accounts) != "[1 2 3]" {
 		t.Fatalf("stored pause %+v %v, want %+v", got, err, p)
 	}
-	if st, _ := s.Begin(ctx, 9, "w", false); st.KommoPause == nil || st.KommoPause.For(time.Now()) <= 59*time.Minute {
+	if st, _ := s.Begin(ctx, 9, "", "w", false); st.KommoPause == nil || st.KommoPause.For(time.Now()) <= 59*time.Minute {
 		t.Fatalf("Begin does not see the pause: %+v", st.KommoPause)
 	}
 	// A fourth does not start it again (it would not shorten it either).

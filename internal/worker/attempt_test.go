@@ -85,7 +85,7 @@ func TestAnInterruptedInstallIsCheckedOnlyOnceItMustHaveFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The interrupted run: its mark, set now.
-	if _, err := e.st.Begin(ctx, 1, p.WidgetCode, true); err != nil {
+	if _, err := e.st.Begin(ctx, 1, "", p.WidgetCode, true); err != nil {
 		t.Fatal(err)
 	}
 	before := e.sb.Counters().Total.Requests

@@ -27,7 +27,7 @@ func TestAHostOffTheListGetsNoRequest(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{})
 	e.addAccounts(t, 1, 1)
-	a, _ := e.st.GetAccount(context.Background(), 1)
+	a, _ := e.st.GetAccount(context.Background(), 1, "")
 	a.ExpiresAt = time.Now().Add(-time.Hour) // a refresh would be due
 	if err := e.st.PutAccount(context.Background(), *a); err != nil {
 		t.Fatal(err)

@@ -80,6 +80,9 @@ type Config struct {
 	// TemplateTTL is how long a widget's settings_template is cached
 	// (default 10 min).
 	TemplateTTL time.Duration
+	// RegistryTTL is how long the integrations registry is cached (default
+	// 10s): a new integration or a rotated secret is seen within it.
+	RegistryTTL time.Duration
 	// Policy is the retry policy.
 	Policy retry.Policy
 	// Logger gets one line per attempt (default slog.Default()).
@@ -124,6 +127,9 @@ func (c Config) WithDefaults() Config {
 	if c.TemplateTTL <= 0 {
 		c.TemplateTTL = 10 * time.Minute
 	}
+	if c.RegistryTTL <= 0 {
+		c.RegistryTTL = 10 * time.Second
+	}
 	c.Policy = c.Policy.WithDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -139,17 +145,20 @@ func (c Config) WithDefaults() Config {
 type State interface {
 	// Begin reads a task's result, account, block mark and the Kommo
 	// pause in one round trip, and marks the result in flight.
-	Begin(ctx context.Context, account int64, code string, markInFlight bool) (store.TaskState, error)
+	Begin(ctx context.Context, account int64, integ, code string, markInFlight bool) (store.TaskState, error)
 	ClearInFlight(ctx context.Context, account int64, code string) error
 	Record(ctx context.Context, r *store.Result) error
 	RecordUnfinished(ctx context.Context, r *store.Result) (bool, error)
 	Result(ctx context.Context, account int64, code string) (*store.Result, error)
 	MarkBlocked(ctx context.Context, b store.Block, ttl time.Duration) error
 	NoteBlock(ctx context.Context, account int64, window time.Duration, threshold int, pause time.Duration) (*store.KommoPause, error)
-	// The account's token pair and its refresh lock, for the refresher.
-	GetAccount(ctx context.Context, n int64) (*store.Account, error)
-	SaveTokens(ctx context.Context, n int64, access, refresh string, expiry time.Time) error
-	RefreshLock(n int64) *store.Lock
+	// The token pair an integration holds for the account, and its refresh
+	// lock, for the refresher.
+	GetAccount(ctx context.Context, n int64, integ string) (*store.Account, error)
+	SaveTokens(ctx context.Context, n int64, integ, access, refresh string, expiry time.Time) error
+	RefreshLock(n int64, integ string) *store.Lock
+	// The integrations registry: clients and widget owners.
+	Registry
 	// Keys open sealed settings.
 	Keys() *seal.Keys
 }
@@ -160,6 +169,7 @@ type Handler struct {
 	lim       *ratelimit.Limiter
 	cfg       Config
 	templates templateCache
+	integs    *integrations
 }
 
 // NewHandler returns a handler on the store and limiter.
@@ -168,7 +178,8 @@ func NewHandler(st State, lim *ratelimit.Limiter, cfg Config) *Handler {
 	for _, s := range TaskSeries() {
 		cfg.Metrics.DeclareTask(s[0], s[1], s[2])
 	}
-	return &Handler{st: st, lim: lim, cfg: cfg, templates: templateCache{ttl: cfg.TemplateTTL, m: map[string]*templateEntry{}}}
+	return &Handler{st: st, lim: lim, cfg: cfg, templates: templateCache{ttl: cfg.TemplateTTL, m: map[string]*templateEntry{}},
+		integs: &integrations{reg: st, fallback: cfg.OAuth, ttl: cfg.RegistryTTL, now: time.Now}}
 }
 
 // TaskSeries lists every (type, outcome, class) the handler counts in
@@ -184,7 +195,7 @@ func TaskSeries() [][3]string {
 		failing = append(failing, string(c))
 	}
 	retrying = append(retrying, ClassInternal)
-	failing = append(failing, ClassAccountUnknown, ClassHostNotAllowed, ClassInternal)
+	failing = append(failing, ClassAccountUnknown, ClassHostNotAllowed, ClassIntegrationUnknown, ClassInternal)
 	var out [][3]string
 	for _, t := range []struct {
 		typ       string
@@ -217,6 +228,8 @@ func (h *Handler) Register(mux *asynq.ServeMux) {
 type attempt struct {
 	op         string
 	account    int64
+	integ      string
+	oauth      *kommo.OAuthConfig
 	code       string
 	enqueueID  string
 	taskID     string
@@ -235,6 +248,9 @@ type attempt struct {
 	// sentChange is set once an install or uninstall request is about to
 	// go out: from then on its effect is unknown until Kommo answers.
 	sentChange bool
+	// prepErr is a failure found before the task's state was read (an
+	// unregistered integration).
+	prepErr error
 	mu         sync.Mutex
 }
 
@@ -269,6 +285,11 @@ func (a *attempt) redelivered(ok ...store.Status) bool {
 	return false
 }
 
+// budget is the rate budget the attempt's requests spend.
+func (a *attempt) budget() ratelimit.Budget {
+	return ratelimit.Budget{Account: a.account, Integration: a.integ}
+}
+
 // canDefer reports whether asynq will retry rather than archive an error.
 func (a *attempt) canDefer() bool { return a.retryCount < a.maxRetry }
 
@@ -299,9 +320,12 @@ func (h *Handler) HandleInstall(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.badPayload(ctx, t, err)
 	}
-	a, err := h.begin(ctx, "install", p.AccountID, p.WidgetCode, p.EnqueueID)
+	a, err := h.begin(ctx, "install", p.AccountID, p.Integration, p.WidgetCode, p.EnqueueID)
 	if err != nil {
 		return err
+	}
+	if a.prepErr != nil {
+		return h.finish(ctx, a, a.prepErr, start)
 	}
 	return h.finish(ctx, a, h.install(ctx, a, p), start)
 }
@@ -313,9 +337,12 @@ func (h *Handler) HandleUninstall(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.badPayload(ctx, t, err)
 	}
-	a, err := h.begin(ctx, "uninstall", p.AccountID, p.WidgetCode, p.EnqueueID)
+	a, err := h.begin(ctx, "uninstall", p.AccountID, p.Integration, p.WidgetCode, p.EnqueueID)
 	if err != nil {
 		return err
+	}
+	if a.prepErr != nil {
+		return h.finish(ctx, a, a.prepErr, start)
 	}
 	return h.finish(ctx, a, h.uninstall(ctx, a), start)
 }
@@ -330,14 +357,24 @@ func (h *Handler) badPayload(ctx context.Context, t *asynq.Task, err error) erro
 	return fmt.Errorf("%s: %w: %w", kommo.ClassInvalid, err, asynq.SkipRetry)
 }
 
-func (h *Handler) begin(ctx context.Context, op string, account int64, code, enqueueID string) (*attempt, error) {
+// begin resolves the task's integration and reads its state. An
+// integration that is not registered is the attempt's prepErr: recorded
+// like any permanent failure.
+func (h *Handler) begin(ctx context.Context, op string, account int64, integ, code, enqueueID string) (*attempt, error) {
 	a := &attempt{op: op, account: account, code: code, enqueueID: enqueueID}
 	at := attemptOf(ctx)
 	a.taskID, a.queue, a.retryCount, a.maxRetry = at.TaskID, at.Queue, at.Retried, at.MaxRetry
+	var err error
+	a.integ, a.oauth, err = h.integs.resolve(ctx, integ, code)
+	var ie *internalErr
+	if errors.As(err, &ie) {
+		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
+	}
+	a.prepErr = err
 	// One round trip: the result so far, the account, its block mark — and
 	// the in-flight mark, set before anything may reach Kommo (a run that
 	// ends before the install clears it with its verdict).
-	st, err := h.st.Begin(ctx, account, code, true)
+	st, err := h.st.Begin(ctx, account, a.integ, code, a.prepErr == nil)
 	if err != nil {
 		// Redis is failing: a retry, not a verdict.
 		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
@@ -356,19 +393,21 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 			maxWait = max(time.Until(dl)-h.cfg.RequestTimeout, h.cfg.MaxWait)
 		}
 	}
-	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, account: acct.ID, maxWait: maxWait, a: a, m: h.cfg.Metrics},
+	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, budget: a.budget(), maxWait: maxWait, a: a, m: h.cfg.Metrics},
 		// A redirect would carry the request (and, on a refresh, the client
 		// secret) to a host nobody checked: Kommo's 3xx is an error.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var auth kommo.Authenticator = kommo.StaticToken(acct.AccessToken)
-	if h.cfg.OAuth != nil && h.cfg.OAuth.ClientID != "" {
-		oauth := *h.cfg.OAuth
+	if a.oauth != nil && a.oauth.ClientID != "" {
+		// The integration's own client: a refresh token refreshes only
+		// with the client it was issued to.
+		oauth := *a.oauth
 		oauth.HTTPClient = hc
 		if oauth.Timeout <= 0 {
 			oauth.Timeout = h.cfg.RequestTimeout
 		}
 		auth = &kommo.RefreshingAuth{
-			OAuth: &oauth, BaseURL: acct.BaseURL, Store: accountTokens{h.st, acct.ID}, Lock: h.st.RefreshLock(acct.ID),
+			OAuth: &oauth, BaseURL: acct.BaseURL, Store: accountTokens{h.st, acct.ID, a.integ}, Lock: h.st.RefreshLock(acct.ID, a.integ),
 			Current: &kommo.Token{AccessToken: acct.AccessToken, RefreshToken: acct.RefreshToken, Expiry: acct.ExpiresAt},
 		}
 	}
@@ -380,6 +419,9 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 func (h *Handler) account(_ context.Context, a *attempt) (*store.Account, error) {
 	acct, blk := a.acct, a.block
 	if acct == nil {
+		if a.integ != store.DefaultIntegration {
+			return nil, &permanent{ClassAccountUnknown, fmt.Sprintf("no credentials of integration %s stored for account %d", a.integ, a.account)}
+		}
 		return nil, &permanent{ClassAccountUnknown, fmt.Sprintf("no credentials stored for account %d", a.account)}
 	}
 	if err := h.cfg.Hosts.Check(acct.BaseURL); err != nil {
@@ -507,7 +549,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 			}
 		}
 		h.cfg.Metrics.Deferred()
-		h.cfg.Metrics.Task(a.taskType(), "deferred", "")
+		h.count(a, "deferred", "")
 		h.log(ctx, slog.LevelDebug, a, "deferred", "", dur, "", de.Reason)
 		return de
 	case interrupted:
@@ -528,14 +570,14 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 			// The install happened; a retry finds it active.
 			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
 		}
-		h.cfg.Metrics.Task(a.taskType(), string(r.Status), "")
+		h.count(a, string(r.Status), "")
 		h.log(ctx, slog.LevelInfo, a, string(r.Status), "", dur, "", "")
 		return nil
 	}
 	info := errorInfo(err)
 	r.LastError = &info
 	if v.pause > 0 {
-		if perr := h.lim.Penalize(ctx, a.account, v.pause); perr != nil {
+		if perr := h.lim.Penalize(ctx, a.budget(), v.pause); perr != nil {
 			h.cfg.Logger.Warn("could not pause account after a 429", "account", a.account, "error", perr)
 		}
 	}
@@ -552,7 +594,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
 		}
 	}
-	h.cfg.Metrics.Task(a.taskType(), string(r.Status), v.class)
+	h.count(a, string(r.Status), v.class)
 	level := slog.LevelWarn
 	if v.outcome == failed {
 		level = slog.LevelError
@@ -565,6 +607,13 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 		return &retry.DeferError{Delay: v.delay, Reason: fmt.Sprintf("Kommo answered 429 for account %d", a.account)}
 	}
 	return err
+}
+
+// count counts a run's outcome, by task type and class, and by
+// integration.
+func (h *Handler) count(a *attempt, outcome, class string) {
+	h.cfg.Metrics.Task(a.taskType(), outcome, class)
+	h.cfg.Metrics.IntegrationTask(a.integ, outcome)
 }
 
 // markBlocked marks the account blocked after Kommo's HTML 403 and counts
@@ -590,7 +639,7 @@ func (h *Handler) markBlocked(ctx context.Context, a *attempt, err error, info *
 }
 
 func (h *Handler) resultBase(a *attempt) *store.Result {
-	r := &store.Result{AccountID: a.account, WidgetCode: a.code, Operation: a.op, TaskID: a.taskID, Queue: a.queue, EnqueueID: a.enqueueID}
+	r := &store.Result{AccountID: a.account, WidgetCode: a.code, Integration: a.integ, Operation: a.op, TaskID: a.taskID, Queue: a.queue, EnqueueID: a.enqueueID}
 	if a.prev != nil && a.prev.EnqueueID == a.enqueueID {
 		r.Attempts = a.prev.Attempts
 		r.QueuedAt = a.prev.QueuedAt
@@ -676,7 +725,7 @@ func (h *Handler) log(ctx context.Context, level slog.Level, a *attempt, outcome
 	waited := a.waited
 	a.mu.Unlock()
 	attrs := []slog.Attr{
-		slog.String("op", a.op), slog.Int64("account", a.account), slog.String("widget", a.code), slog.String("task_id", a.taskID),
+		slog.String("op", a.op), slog.Int64("account", a.account), slog.String("integration", a.integ), slog.String("widget", a.code), slog.String("task_id", a.taskID),
 		slog.Int("attempt", a.retryCount+1), slog.String("outcome", outcome), slog.Int64("duration_ms", dur.Milliseconds()),
 		slog.Int64("rate_wait_ms", waited.Milliseconds()),
 	}
@@ -697,7 +746,7 @@ func (h *Handler) log(ctx context.Context, level slog.Level, a *attempt, outcome
 type pacedTransport struct {
 	base    http.RoundTripper
 	lim     *ratelimit.Limiter
-	account int64
+	budget  ratelimit.Budget
 	maxWait time.Duration
 	a       *attempt
 	m       *metrics.Metrics
@@ -705,7 +754,7 @@ type pacedTransport struct {
 
 func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
-	err := t.lim.Wait(req.Context(), t.account, t.maxWait)
+	err := t.lim.Wait(req.Context(), t.budget, t.maxWait)
 	t.a.addWait(time.Since(start))
 	if err != nil {
 		if req.Body != nil {
@@ -750,12 +799,13 @@ func firstNonEmpty(ss ...string) string {
 // client's refresher reads and writes it: read afresh on every load, and a
 // new pair stored before it is used.
 type accountTokens struct {
-	st State
-	id int64
+	st    State
+	id    int64
+	integ string
 }
 
 func (t accountTokens) LoadToken(ctx context.Context) (*kommo.Token, error) {
-	a, err := t.st.GetAccount(ctx, t.id)
+	a, err := t.st.GetAccount(ctx, t.id, t.integ)
 	if err != nil {
 		return nil, err
 	}
@@ -763,5 +813,5 @@ func (t accountTokens) LoadToken(ctx context.Context) (*kommo.Token, error) {
 }
 
 func (t accountTokens) SaveToken(ctx context.Context, tok *kommo.Token) error {
-	return t.st.SaveTokens(ctx, t.id, tok.AccessToken, tok.RefreshToken, tok.Expiry)
+	return t.st.SaveTokens(ctx, t.id, t.integ, tok.AccessToken, tok.RefreshToken, tok.Expiry)
 }

@@ -38,9 +38,10 @@ type Options struct {
 	// Handler is the task handler's configuration (OAuth, hosts, timeouts,
 	// retry policy, IP-block breaker, logger). Its Metrics is set by New.
 	Handler Config
-	// RatePerAccount and RateGlobal are the limiter's rates (defaults 7
-	// and none).
-	RatePerAccount, RateGlobal float64
+	// RatePerAccount, RateAccountTotal and RateGlobal are the limiter's
+	// rates: per (integration, account), per account over all integrations,
+	// over everything (defaults 7, 50 or RatePerAccount if higher, none).
+	RatePerAccount, RateAccountTotal, RateGlobal float64
 	// Concurrency, Queues and ShutdownTimeout tune the asynq server.
 	Concurrency     int
 	Queues          map[string]int
@@ -75,6 +76,9 @@ func (o Options) Validate() error {
 	}
 	if o.RatePerAccount < 0 || o.RatePerAccount > 1e6 || math.IsNaN(o.RatePerAccount) {
 		bad("rate-per-account", "want a number > 0, got %v", o.RatePerAccount)
+	}
+	if o.RateAccountTotal < 0 || o.RateAccountTotal > 1e6 || math.IsNaN(o.RateAccountTotal) {
+		bad("rate-per-account-total", "want a number ≥ 0, got %v", o.RateAccountTotal)
 	}
 	if o.RateGlobal < 0 || o.RateGlobal > 1e6 || math.IsNaN(o.RateGlobal) {
 		bad("rate-global", "want a number ≥ 0, got %v", o.RateGlobal)
@@ -142,11 +146,19 @@ func New(ctx context.Context, rdb redis.UniversalClient, opt asynq.RedisConnOpt,
 	// share round trips.
 	w.pipe = autopipe.New(rdb, 4, 256)
 	w.st = store.New(w.pipe, o.Prefix).WithKeys(o.Keys).WithHosts(o.Handler.Hosts)
+	done, err := w.st.Migrate(ctx)
+	if err != nil {
+		w.pipe.Close()
+		return nil, err
+	}
+	for _, d := range done {
+		w.log.Info("migrated", "change", d)
+	}
 	if err := w.checkKeys(ctx); err != nil {
 		w.pipe.Close()
 		return nil, err
 	}
-	lim, err := ratelimit.New(w.pipe, ratelimit.Config{PerAccount: o.RatePerAccount, Global: o.RateGlobal, Prefix: o.Prefix})
+	lim, err := ratelimit.New(w.pipe, ratelimit.Config{PerAccount: o.RatePerAccount, PerAccountTotal: o.RateAccountTotal, Global: o.RateGlobal, Prefix: o.Prefix})
 	if err != nil {
 		w.pipe.Close()
 		return nil, err

@@ -208,7 +208,7 @@ func TestPermanentFailuresAfterOneAttempt(t *testing.T) {
 	ctx := context.Background()
 	// Account 3's token is a plain user's, not an administrator's.
 	user, _ := e.sb.IssueTokens("a3", 32)
-	a3, _ := e.st.GetAccount(ctx, 3)
+	a3, _ := e.st.GetAccount(ctx, 3, "")
 	a3.AccessToken, a3.RefreshToken = user.AccessToken, user.RefreshToken
 	_ = e.st.PutAccount(ctx, *a3)
 	// Account 4's token has expired and its refresh token is revoked.
