@@ -62,6 +62,7 @@ type options struct {
 	latency, latencyJitter, hangFor         time.Duration
 	rateLimitBody                           string
 	clientID, clientSecret, redirectURI     string
+	clients                                 string
 	errorRate, resetRate, hangRate, trunc   float64
 	errorHTML, delete200                    bool
 	seed                                    uint64
@@ -84,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.StringVar(&o.accountsOut, "accounts-out", "", "write the accounts' credentials as JSON lines to this `file` (default stdout)")
 	fs.StringVar(&o.clientID, "client-id", sandbox.DefaultClientID, "the integration's OAuth client_id")
 	fs.StringVar(&o.clientSecret, "client-secret", sandbox.DefaultClientSecret, "the integration's OAuth client_secret")
+	fs.StringVar(&o.clients, "clients", "", "several integrations: `id1:secret1,id2:secret2` (instead of -client-id/-client-secret); each account gets tokens of each, one -accounts-out line per (account, client) naming the client as \"integration\"")
 	fs.StringVar(&o.redirectURI, "redirect-uri", "", "the integration's redirect_uri; token requests must match it (empty: not checked)")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", 24*time.Hour, "access token lifetime")
 	fs.IntVar(&o.rate, "rate", 7, "requests per second allowed per account, judged on arrival over any second (-1: no limit)")
@@ -120,10 +122,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return fmt.Errorf("-ratelimit-body must be html, empty, json or json-retry-after, got %q", o.rateLimitBody)
 	}
 
+	clients, err := parseClients(o.clients, o.redirectURI)
+	if err != nil {
+		return err
+	}
 	catalog := sandbox.DefaultCatalog()
 	catalog = append(catalog, sandbox.FillerWidgets(o.fillerWidgets, 1000)...)
 	sb := sandbox.New(sandbox.Config{
-		ClientID: o.clientID, ClientSecret: o.clientSecret, RedirectURI: o.redirectURI,
+		ClientID: o.clientID, ClientSecret: o.clientSecret, RedirectURI: o.redirectURI, Clients: clients,
 		TokenLifetime: o.tokenLifetime, RatePerSecond: o.rate, GlobalRatePerSecond: o.globalRate,
 		RateLimitBody: o.rateLimitBody, RetryAfter: o.retryAfter,
 		BlockAfter: o.blockAfter, BlockWindow: o.blockWindow, BlockFor: o.blockFor, BlockIPAfter: o.blockIPAfter,
@@ -161,13 +167,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		if err := sb.AddAccount(sandbox.AccountSpec{ID: id, Subdomain: sub}); err != nil {
 			return err
 		}
-		t, err := sb.IssueTokens(sub, 0)
-		if err != nil {
-			return err
-		}
-		if err := enc.Encode(map[string]any{"account_id": id, "subdomain": sub, "base_url": sandbox.BaseURL(serverURL, sub),
-			"access_token": t.AccessToken, "refresh_token": t.RefreshToken, "expires_at": t.ExpiresAt.Format(time.RFC3339)}); err != nil {
-			return fmt.Errorf("write accounts: %w", err)
+		for _, c := range sb.Clients() {
+			t, err := sb.IssueTokensFor(c.ID, sub, 0)
+			if err != nil {
+				return err
+			}
+			line := map[string]any{"account_id": id, "subdomain": sub, "base_url": sandbox.BaseURL(serverURL, sub),
+				"access_token": t.AccessToken, "refresh_token": t.RefreshToken, "expires_at": t.ExpiresAt.Format(time.RFC3339)}
+			if len(clients) > 0 {
+				line["integration"] = c.ID
+			}
+			if err := enc.Encode(line); err != nil {
+				return fmt.Errorf("write accounts: %w", err)
+			}
 		}
 	}
 	fmt.Fprintf(stderr, "kommo-sandbox: serving %d accounts at %s (per-account rate %d/s, global %d/s); counters at %s/_sandbox/counters\n",
@@ -191,4 +203,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	return nil
+}
+
+// parseClients reads -clients: id:secret pairs, comma-separated, IDs
+// unique (none: nil, the single -client-id client).
+func parseClients(v, redirectURI string) ([]sandbox.Client, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []sandbox.Client
+	seen := map[string]bool{}
+	for i, pair := range strings.Split(v, ",") {
+		id, secret, ok := strings.Cut(strings.TrimSpace(pair), ":")
+		if !ok || id == "" || secret == "" {
+			return nil, fmt.Errorf("-clients: entry %d: want id:secret", i+1)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("-clients: client %q is listed twice", id)
+		}
+		seen[id] = true
+		out = append(out, sandbox.Client{ID: id, Secret: secret, RedirectURI: redirectURI})
+	}
+	return out, nil
 }

@@ -24,7 +24,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-help: %v", err)
 	}
-	for _, name := range []string{"addr", "accounts", "first-account-id", "subdomain-prefix", "accounts-out", "client-id", "client-secret",
+	for _, name := range []string{"addr", "accounts", "first-account-id", "subdomain-prefix", "accounts-out", "client-id", "client-secret", "clients",
 		"redirect-uri", "token-lifetime", "rate", "global-rate", "ratelimit-body", "retry-after", "block-after", "block-window",
 		"block-for", "block-ip-after", "latency", "latency-jitter", "error-rate", "error-html", "reset-rate", "hang-rate", "hang-for",
 		"truncate-rate", "delete-200", "filler-widgets", "seed"} {
@@ -32,7 +32,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("-help does not document -%s", name)
 		}
 	}
-	if n := strings.Count(out.String(), "\n  -"); n != 28 {
+	if n := strings.Count(out.String(), "\n  -"); n != 29 {
 		t.Errorf("-help lists %d flags; update this test's list when adding one", n)
 	}
 }

@@ -10,11 +10,14 @@ import (
 
 // Totals are counts over all accounts.
 type Totals struct {
-	Requests       int64 `json:"requests"`
-	Installs       int64 `json:"installs"`
-	Uninstalls     int64 `json:"uninstalls"`
-	Refreshes      int64 `json:"refreshes"`
-	RevokedReuses  int64 `json:"revoked_reuses"`
+	Requests      int64 `json:"requests"`
+	Installs      int64 `json:"installs"`
+	Uninstalls    int64 `json:"uninstalls"`
+	Refreshes     int64 `json:"refreshes"`
+	RevokedReuses int64 `json:"revoked_reuses"`
+	// WrongClient counts refreshes sent with another client's credentials
+	// than the refresh token's.
+	WrongClient    int64 `json:"wrong_client"`
 	RateLimited    int64 `json:"rate_limited"`
 	Blocks         int64 `json:"blocks"`
 	BlockedAnswers int64 `json:"blocked_answers"`
@@ -49,7 +52,9 @@ type Counters struct {
 	Requests map[string]map[string]int64 `json:"requests"`
 	// Accounts are keyed by account ID.
 	Accounts map[string]AccountCounters `json:"accounts"`
-	Total    Totals                     `json:"total"`
+	// Clients are keyed by OAuth client ID.
+	Clients map[string]ClientCounters `json:"clients"`
+	Total   Totals                    `json:"total"`
 	// FirstAt and LastAt are the first and the latest arrival of all.
 	FirstAt time.Time `json:"first_at,omitzero"`
 	LastAt  time.Time `json:"last_at,omitzero"`
@@ -60,15 +65,34 @@ func (c Counters) Installs(accountID int, code string) int64 {
 	return c.Accounts[strconv.Itoa(accountID)].Installed[code]
 }
 
+// ClientCounters are one OAuth client's counts.
+type ClientCounters struct {
+	// Requests counts requests made with the client's access tokens or
+	// credentials, whatever the answer.
+	Requests int64 `json:"requests"`
+	// Refreshes counts refresh grants the client was given.
+	Refreshes int64 `json:"refreshes"`
+}
+
 type countersState struct {
 	requests        map[string]map[string]int64
 	accounts        map[int]*AccountCounters
+	clients         map[string]*ClientCounters
 	total           Totals
 	firstAt, lastAt time.Time
 }
 
 func newCountersState() countersState {
-	return countersState{requests: map[string]map[string]int64{}, accounts: map[int]*AccountCounters{}}
+	return countersState{requests: map[string]map[string]int64{}, accounts: map[int]*AccountCounters{}, clients: map[string]*ClientCounters{}}
+}
+
+func (c *countersState) clientLocked(id string) *ClientCounters {
+	cc := c.clients[id]
+	if cc == nil {
+		cc = &ClientCounters{}
+		c.clients[id] = cc
+	}
+	return cc
 }
 
 func (s *Server) countLocked(x *exchange) {
@@ -87,16 +111,22 @@ func (s *Server) countLocked(x *exchange) {
 	m[st]++
 	s.counters.total.Requests++
 	x.acct.stats.Requests++
+	if x.client != "" {
+		s.counters.clientLocked(x.client).Requests++
+	}
 }
 
 // Counters returns a snapshot of the counters.
 func (s *Server) Counters() Counters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := Counters{Requests: map[string]map[string]int64{}, Accounts: map[string]AccountCounters{}, Total: s.counters.total,
+	c := Counters{Requests: map[string]map[string]int64{}, Accounts: map[string]AccountCounters{}, Clients: map[string]ClientCounters{}, Total: s.counters.total,
 		FirstAt: s.counters.firstAt, LastAt: s.counters.lastAt}
 	for k, v := range s.counters.requests {
 		c.Requests[k] = maps.Clone(v)
+	}
+	for id, cc := range s.counters.clients {
+		c.Clients[id] = *cc
 	}
 	for id, a := range s.counters.accounts {
 		cp := *a
@@ -114,6 +144,7 @@ func (s *Server) ResetCounters() {
 	defer s.mu.Unlock()
 	s.counters.requests = map[string]map[string]int64{}
 	s.counters.total = Totals{}
+	s.counters.clients = map[string]*ClientCounters{}
 	s.counters.firstAt, s.counters.lastAt = time.Time{}, time.Time{}
 	for _, a := range s.accounts {
 		*a.stats = AccountCounters{Subdomain: a.Subdomain}

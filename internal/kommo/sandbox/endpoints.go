@@ -349,11 +349,12 @@ func (s *Server) token(x *exchange) {
 		req = tokenRequest{ClientID: f.Get("client_id"), ClientSecret: f.Get("client_secret"), GrantType: f.Get("grant_type"),
 			Code: f.Get("code"), RefreshToken: f.Get("refresh_token"), RedirectURI: f.Get("redirect_uri")}
 	}
-	if req.ClientID != s.cfg.ClientID || req.ClientSecret != s.cfg.ClientSecret {
+	cl := s.clientLocked(req.ClientID) // the config does not change
+	if cl == nil || req.ClientSecret != cl.Secret {
 		x.oauthProblem(http.StatusUnauthorized, "Unauthorized", "Client authentication failed", "Check client_id and client_secret")
 		return
 	}
-	if s.cfg.RedirectURI != "" && req.RedirectURI != s.cfg.RedirectURI {
+	if cl.RedirectURI != "" && req.RedirectURI != cl.RedirectURI {
 		x.oauthProblem(http.StatusBadRequest, "Bad Request", "redirect_uri does not match the integration's", "Check redirect_uri")
 		return
 	}
@@ -363,15 +364,20 @@ func (s *Server) token(x *exchange) {
 	switch req.GrantType {
 	case "authorization_code":
 		g = s.codes[req.Code]
-		if g == nil || g.used || g.acct != x.acct || now.After(g.expiry) {
+		if g == nil || g.used || g.acct != x.acct || g.client != cl.ID || now.After(g.expiry) {
 			s.mu.Unlock()
 			x.oauthProblem(http.StatusBadRequest, "Bad Request", "Authorization code is invalid", "Authorization code has been revoked")
 			return
 		}
 	case "refresh_token":
 		g = s.refresh[req.RefreshToken]
-		if g == nil || g.used || g.acct != x.acct {
-			if g != nil && g.used {
+		if g == nil || g.used || g.acct != x.acct || g.client != cl.ID {
+			switch {
+			case g != nil && g.client != cl.ID:
+				// Another integration's refresh token: Kommo refuses it.
+				x.acct.stats.WrongClient++
+				s.counters.total.WrongClient++
+			case g != nil && g.used:
 				x.acct.stats.RevokedReuses++
 				s.counters.total.RevokedReuses++
 			}
@@ -381,13 +387,14 @@ func (s *Server) token(x *exchange) {
 		}
 		x.acct.stats.Refreshes++
 		s.counters.total.Refreshes++
+		s.counters.clientLocked(cl.ID).Refreshes++
 	default:
 		s.mu.Unlock()
 		x.oauthProblem(http.StatusBadRequest, "Bad Request", fmt.Sprintf("Unsupported grant_type %.30q", req.GrantType), "")
 		return
 	}
 	g.used = true
-	t := s.issueLocked(g.acct, g.userID)
+	t := s.issueLocked(g.acct, g.client, g.userID)
 	s.mu.Unlock()
 	b, _ := json.Marshal(map[string]any{
 		"token_type":    "Bearer",

@@ -34,10 +34,18 @@ import (
 // Config tunes a sandbox. The zero value is a Kommo with its documented
 // limits and the default catalog.
 type Config struct {
-	// ClientID, ClientSecret and RedirectURI are the one integration the
-	// sandbox knows (defaults: DefaultClientID, DefaultClientSecret; an
-	// empty RedirectURI is not checked).
+	// ClientID, ClientSecret and RedirectURI are the integration the
+	// sandbox knows when Clients is empty (defaults: DefaultClientID,
+	// DefaultClientSecret; an empty RedirectURI is not checked).
 	ClientID, ClientSecret, RedirectURI string
+	// Clients are the integrations the sandbox knows; the first is the one
+	// IssueTokens issues to. Tokens are per (client, account): a refresh
+	// token refreshes only with its own client's credentials, and the rate
+	// limit is per (client, account) under AccountRatePerSecond.
+	Clients []Client
+	// AccountRatePerSecond caps one account over all clients (default 50;
+	// negative: none).
+	AccountRatePerSecond int
 	// TokenLifetime is an access token's life (default 24h, Kommo's).
 	TokenLifetime time.Duration
 	// RatePerSecond is each account's limit, judged on arrival over any one
@@ -83,12 +91,26 @@ const (
 	DefaultClientSecret = "sandbox-client-secret"
 )
 
+// Client is one integration's OAuth client.
+type Client struct {
+	ID, Secret string
+	// RedirectURI, when set, must come with every token request.
+	RedirectURI string
+}
+
 func (c Config) withDefaults() Config {
 	if c.ClientID == "" {
 		c.ClientID = DefaultClientID
 	}
 	if c.ClientSecret == "" {
 		c.ClientSecret = DefaultClientSecret
+	}
+	if len(c.Clients) == 0 {
+		c.Clients = []Client{{ID: c.ClientID, Secret: c.ClientSecret, RedirectURI: c.RedirectURI}}
+	}
+	c.ClientID = c.Clients[0].ID
+	if c.AccountRatePerSecond == 0 {
+		c.AccountRatePerSecond = 50
 	}
 	if c.TokenLifetime <= 0 {
 		c.TokenLifetime = 24 * time.Hour
@@ -145,8 +167,10 @@ type account struct {
 	AccountSpec
 	installed map[string]json.RawMessage // widget code → settings
 
-	arrivals     ring        // admitted requests, for the rate limit
-	violations   []time.Time // recent 429s
+	arrivals     ring            // admitted requests of the first client, for the rate limit
+	byClient     map[string]ring // other clients' admitted requests
+	total        ring            // admitted requests of all clients
+	violations   []time.Time     // recent 429s
 	blockedUntil time.Time
 	inflight     int
 	stats        *AccountCounters
@@ -155,12 +179,14 @@ type account struct {
 
 type accessToken struct {
 	acct   *account
+	client string
 	userID int
 	expiry time.Time
 }
 
 type grant struct {
 	acct   *account
+	client string
 	userID int
 	used   bool
 	expiry time.Time // codes only
@@ -248,9 +274,12 @@ func (s *Server) AddAccount(spec AccountSpec) error {
 	if _, ok := s.byID[spec.ID]; ok {
 		return fmt.Errorf("sandbox: account %d exists", spec.ID)
 	}
-	a := &account{AccountSpec: spec, installed: map[string]json.RawMessage{}, stats: &AccountCounters{Subdomain: spec.Subdomain}}
+	a := &account{AccountSpec: spec, installed: map[string]json.RawMessage{}, stats: &AccountCounters{Subdomain: spec.Subdomain}, byClient: map[string]ring{}}
 	if s.cfg.RatePerSecond > 0 {
 		a.arrivals = newRing(s.cfg.RatePerSecond)
+	}
+	if s.cfg.AccountRatePerSecond > 0 && len(s.cfg.Clients) > 1 {
+		a.total = newRing(s.cfg.AccountRatePerSecond)
 	}
 	s.accounts[spec.Subdomain] = a
 	s.byID[spec.ID] = a
@@ -265,16 +294,37 @@ type Tokens struct {
 	ExpiresAt    time.Time `json:"expires_at"`
 }
 
-// IssueTokens gives a user of an account a fresh token pair, as a finished
-// authorization would. userID 0 means the account's first administrator.
+// IssueTokens gives a user of an account a fresh token pair of the first
+// client, as a finished authorization would. userID 0 means the account's
+// first administrator.
 func (s *Server) IssueTokens(subdomain string, userID int) (Tokens, error) {
+	return s.IssueTokensFor(s.cfg.Clients[0].ID, subdomain, userID)
+}
+
+// IssueTokensFor is IssueTokens for the client with ID clientID.
+func (s *Server) IssueTokensFor(clientID, subdomain string, userID int) (Tokens, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.clientLocked(clientID) == nil {
+		return Tokens{}, fmt.Errorf("sandbox: no client %q", clientID)
+	}
 	a, uid, err := s.userLocked(subdomain, userID)
 	if err != nil {
 		return Tokens{}, err
 	}
-	return s.issueLocked(a, uid), nil
+	return s.issueLocked(a, clientID, uid), nil
+}
+
+// Clients returns the integrations the sandbox knows.
+func (s *Server) Clients() []Client { return slices.Clone(s.cfg.Clients) }
+
+func (s *Server) clientLocked(id string) *Client {
+	for i := range s.cfg.Clients {
+		if s.cfg.Clients[i].ID == id {
+			return &s.cfg.Clients[i]
+		}
+	}
+	return nil
 }
 
 // IssueLongLived gives a user a long-lived token (no refresh token) that
@@ -287,21 +337,29 @@ func (s *Server) IssueLongLived(subdomain string, userID int, ttl time.Duration)
 		return "", err
 	}
 	tok := "ll_" + randomHex(24)
-	s.access[tok] = &accessToken{acct: a, userID: uid, expiry: s.cfg.Now().Add(ttl)}
+	s.access[tok] = &accessToken{acct: a, client: s.cfg.Clients[0].ID, userID: uid, expiry: s.cfg.Now().Add(ttl)}
 	return tok, nil
 }
 
-// IssueCode gives an authorization code (valid 20 minutes, single use) for
-// a user, as Kommo's redirect would.
+// IssueCode gives an authorization code of the first client (valid 20
+// minutes, single use) for a user, as Kommo's redirect would.
 func (s *Server) IssueCode(subdomain string, userID int) (string, error) {
+	return s.IssueCodeFor(s.cfg.Clients[0].ID, subdomain, userID)
+}
+
+// IssueCodeFor is IssueCode for the client with ID clientID.
+func (s *Server) IssueCodeFor(clientID, subdomain string, userID int) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.clientLocked(clientID) == nil {
+		return "", fmt.Errorf("sandbox: no client %q", clientID)
+	}
 	a, uid, err := s.userLocked(subdomain, userID)
 	if err != nil {
 		return "", err
 	}
 	code := "def" + randomHex(32)
-	s.codes[code] = &grant{acct: a, userID: uid, expiry: s.cfg.Now().Add(20 * time.Minute)}
+	s.codes[code] = &grant{acct: a, client: clientID, userID: uid, expiry: s.cfg.Now().Add(20 * time.Minute)}
 	return code, nil
 }
 
@@ -384,10 +442,10 @@ func (s *Server) userLocked(subdomain string, userID int) (*account, int, error)
 	return nil, 0, fmt.Errorf("sandbox: account %q has no user %d", subdomain, userID)
 }
 
-func (s *Server) issueLocked(a *account, userID int) Tokens {
+func (s *Server) issueLocked(a *account, client string, userID int) Tokens {
 	t := Tokens{AccessToken: "at_" + randomHex(24), RefreshToken: "rt_" + randomHex(24), ExpiresAt: s.cfg.Now().Add(s.cfg.TokenLifetime).Truncate(time.Second)}
-	s.access[t.AccessToken] = &accessToken{acct: a, userID: userID, expiry: t.ExpiresAt}
-	s.refresh[t.RefreshToken] = &grant{acct: a, userID: userID}
+	s.access[t.AccessToken] = &accessToken{acct: a, client: client, userID: userID, expiry: t.ExpiresAt}
+	s.refresh[t.RefreshToken] = &grant{acct: a, client: client, userID: userID}
 	return t
 }
 
@@ -443,6 +501,7 @@ type exchange struct {
 	status   int
 	truncate bool
 	token    *accessToken
+	client   string // whose budget it spent ("": unknown)
 }
 
 type handler func(x *exchange)
@@ -521,14 +580,32 @@ func (s *Server) judgeLocked(x *exchange) verdict {
 		s.counters.total.BlockedAnswers++
 		return verdict{blocked: true}
 	}
+	// The client's budget in the account, then the account's over all
+	// clients, then the global one; a refusal gives back what was taken.
+	client := s.clientOfLocked(x.r)
+	x.client = client
+	own := &a.arrivals
+	if client != "" && client != s.cfg.Clients[0].ID && a.arrivals.size() > 0 {
+		r, ok := a.byClient[client]
+		if !ok {
+			r = newRing(s.cfg.RatePerSecond)
+		}
+		defer func() { a.byClient[client] = r }()
+		own = &r
+	}
 	limited := false
-	if a.arrivals.size() > 0 && !a.arrivals.admit(now) {
+	if own.size() > 0 && !own.admit(now) {
 		limited = true
+	}
+	if !limited && a.total.size() > 0 && !a.total.admit(now) {
+		limited = true
+		own.unadmit()
 	}
 	if !limited && s.global.size() > 0 && !s.global.admit(now) {
 		limited = true
 		// The account's slot was taken; give it back.
-		a.arrivals.unadmit()
+		own.unadmit()
+		a.total.unadmit()
 	}
 	if limited {
 		a.stats.RateLimited++
@@ -537,6 +614,25 @@ func (s *Server) judgeLocked(x *exchange) verdict {
 		return verdict{limited: true}
 	}
 	return verdict{fault: s.pickFaultLocked(a, x.route)}
+}
+
+// clientOfLocked is the client a request spends the budget of: its access
+// token's, or on the token endpoint the client_id it sends ("" when
+// unknown: only the account's total and the global budget apply).
+func (s *Server) clientOfLocked(r *http.Request) string {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if t := s.access[tok]; t != nil {
+			return t.client
+		}
+		return ""
+	}
+	if strings.HasSuffix(r.URL.Path, "/oauth2/access_token") && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		r.Body = http.MaxBytesReader(nil, r.Body, 1<<16)
+		if r.ParseForm() == nil {
+			return r.PostForm.Get("client_id")
+		}
+	}
+	return ""
 }
 
 // act answers a blocked, limited or faulted request; it reports whether
