@@ -54,8 +54,8 @@ type ErrorInfo struct {
 // Result is the one record of an account's install (or uninstall) of a
 // widget.
 type Result struct {
-	AccountID     int64      `json:"account_id"`
-	WidgetCode    string     `json:"widget_code"`
+	AccountID  int64  `json:"account_id"`
+	WidgetCode string `json:"widget_code"`
 	// Integration is the OAuth integration whose credentials the task
 	// used (empty in results recorded before integrations: the default).
 	Integration   string     `json:"integration,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,40 @@ func TestARedeliveredSuccessSendsNothing(t *testing.T) {
 	}
 	if n := e.sb.Counters().Total.Requests; n == sent {
 		t.Fatal("a new enqueueing was skipped")
+	}
+}
+
+// TestAnUnregisteredIntegrationFailsWithoutARequest: a payload naming an
+// integration the registry does not have is recorded failed, its class
+// integration_unknown, and nothing reaches Kommo.
+func TestAnUnregisteredIntegrationFailsWithoutARequest(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 1)
+	h := e.handler(t, worker.Config{})
+	task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed), Integration: "nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	err = h.RunAttempt(ctx, task, worker.Attempt{TaskID: "install:1:" + sandbox.WidgetAsterisk, Queue: e.queue, MaxRetry: 5})
+	r, rerr := e.st.Result(ctx, 1, sandbox.WidgetAsterisk)
+	if !errors.Is(err, asynq.SkipRetry) || rerr != nil || r.Status != store.StatusFailed || r.LastError.Class != worker.ClassIntegrationUnknown || r.Integration != "nobody" {
+		t.Fatalf("%v; %+v (%v)", err, r, rerr)
+	}
+	if n := e.sb.Counters().Total.Requests; n != 0 {
+		t.Fatalf("%d requests reached Kommo", n)
+	}
+	// Credentials of another integration than the account's are missing:
+	// account_unknown, naming the integration.
+	if err := e.st.PutIntegration(ctx, store.Integration{Name: "vendor-x", ClientID: "x", ClientSecret: "sx", RedirectURI: "https://v.example/x", Widgets: []string{sandbox.WidgetAsterisk}}); err != nil {
+		t.Fatal(err)
+	}
+	task, _ = tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed)})
+	h = e.handler(t, worker.Config{}) // a fresh registry cache
+	_ = h.RunAttempt(ctx, task, worker.Attempt{TaskID: "install:1:" + sandbox.WidgetAsterisk, Queue: e.queue, MaxRetry: 5})
+	r, _ = e.st.Result(ctx, 1, sandbox.WidgetAsterisk)
+	if r.Status != store.StatusFailed || r.LastError.Class != worker.ClassAccountUnknown || r.Integration != "vendor-x" || !strings.Contains(r.LastError.Detail, "vendor-x") {
+		t.Fatalf("owner without credentials: %+v %+v", r, r.LastError)
 	}
 }

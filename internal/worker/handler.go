@@ -251,7 +251,7 @@ type attempt struct {
 	// prepErr is a failure found before the task's state was read (an
 	// unregistered integration).
 	prepErr error
-	mu         sync.Mutex
+	mu      sync.Mutex
 }
 
 // taskType is the attempt's asynq task type.
