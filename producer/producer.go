@@ -313,3 +313,29 @@ func (p *Producer) enqueue(ctx context.Context, t *asynq.Task, op string, accoun
 	}
 	return Queued, nil
 }
+
+// Connect enqueues the exchange of an authorization code from Kommo's
+// install redirect (see tasks.TypeConnectAccount): a worker trades it for
+// the account's tokens, stores them for the integration, and enqueues the
+// integration's install-on-connect widgets. The code is sealed when the
+// producer has a key. A code already queued is AlreadyQueued.
+func (p *Producer) Connect(ctx context.Context, integration, baseURL, code string, receivedAt time.Time) (Outcome, error) {
+	pl := tasks.ConnectAccountPayload{Integration: integration, BaseURL: baseURL, Code: code, ReceivedAt: receivedAt.UTC()}
+	if p.keys.Enabled() {
+		pl.SealedCode, pl.Code = p.keys.Seal(code), ""
+	}
+	t, err := tasks.NewConnectAccountTask(pl, code, p.forAccount(append([]asynq.Option(nil), p.opts...), 0)...)
+	if err != nil {
+		return Invalid, err
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err = p.client.EnqueueContext(ectx, t)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return AlreadyQueued, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("enqueue the connection of integration %s: %w", integration, err)
+	}
+	return Queued, nil
+}

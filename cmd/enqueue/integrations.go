@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -24,16 +26,23 @@ func newIntegrationsCmd(a *app) *cobra.Command {
 
 func newIntegrationsAddCmd(a *app) *cobra.Command {
 	var i store.Integration
-	var widgets, secretFrom string
+	var widgets, secretFrom, installFile string
 	cmd := &cobra.Command{
-		Use:   "add --name N --client-id ID --redirect-uri URI [--widgets code1,code2] [--client-secret -]",
+		Use:   "add --name N --client-id ID --redirect-uri URI [--widgets code1,code2] [--client-secret -] [--state S] [--install-on-connect FILE]",
 		Short: "Register (or replace) an integration; its secret is sealed with WIDGETQ_SECRET_KEY",
 		Long: `Registers an integration: its OAuth client ID, the redirect URI registered
 with it, and the widgets it owns (each widget belongs to the integration
 whose archive uploaded it). The client secret is read from
 $KOMMO_CLIENT_SECRET, or from the first line of stdin with
 --client-secret -; never from a flag's value (flags end up in shell
-history). A widget another integration owns is refused.`,
+history). A widget another integration owns is refused.
+
+Accounts that install the integration in Kommo arrive at 'enqueue serve''s
+GET /oauth/callback (set the redirect URI there): --state, when given, must
+come back as the redirect's state parameter; --install-on-connect names a
+JSON file of settings by widget code ({"code":{...settings...}}, each code
+one of --widgets) whose installs are enqueued as soon as an account
+connects. Those settings are sealed like the secret.`,
 		Args:    cobra.NoArgs,
 		PreRunE: a.needRedis,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -52,6 +61,16 @@ history). A widget another integration owns is refused.`,
 			for _, w := range strings.Split(widgets, ",") {
 				if w = strings.TrimSpace(w); w != "" {
 					i.Widgets = append(i.Widgets, w)
+				}
+			}
+			if installFile != "" {
+				b, err := os.ReadFile(installFile)
+				if err != nil {
+					return fmt.Errorf("cannot read --install-on-connect file %s: %w", installFile, unwrapPathErr(err))
+				}
+				dec := json.NewDecoder(bytes.NewReader(b))
+				if err := dec.Decode(&i.InstallOnConnect); err != nil || len(i.InstallOnConnect) == 0 {
+					return usagef("--install-on-connect %s: want a JSON object of settings by widget code, {\"code\":{...}}: %v", installFile, err)
 				}
 			}
 			if err := i.Validate(); err != nil {
@@ -77,6 +96,8 @@ history). A widget another integration owns is refused.`,
 	f.StringVar(&i.RedirectURI, "redirect-uri", "", "the https redirect URI registered with it")
 	f.StringVar(&widgets, "widgets", "", "the widget codes it owns, comma-separated")
 	f.StringVar(&secretFrom, "client-secret", "", "- to read the client secret from stdin (default $KOMMO_CLIENT_SECRET)")
+	f.StringVar(&i.State, "state", "", "the state parameter the install redirect must carry (default: not checked)")
+	f.StringVar(&installFile, "install-on-connect", "", "JSON file of settings by widget code, installed when an account connects")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("client-id")
 	_ = cmd.MarkFlagRequired("redirect-uri")
@@ -106,9 +127,10 @@ func newIntegrationsListCmd(a *app) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tCLIENT ID\tREDIRECT URI\tWIDGETS")
+			fmt.Fprintln(tw, "NAME\tCLIENT ID\tREDIRECT URI\tWIDGETS\tSTATE\tINSTALL ON CONNECT")
 			for _, i := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, i.ClientID, i.RedirectURI, strings.Join(i.Widgets, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, i.ClientID, i.RedirectURI, strings.Join(i.Widgets, ","), yesNo(i.HasState),
+					strings.Join(i.InstallsOnConnect, ","))
 			}
 			if len(list) == 0 {
 				fmt.Fprintln(tw, "(none registered)")

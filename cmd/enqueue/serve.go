@@ -13,6 +13,7 @@ import (
 
 	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/httpapi"
+	"github.com/widgetq/widgetq/internal/store"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -28,12 +29,22 @@ func newServeCmd(a *app) *cobra.Command {
   POST /v1/uninstalls             one uninstall, or an array
   GET  /v1/accounts/{id}/results  the account's results
   PUT  /v1/accounts/{id}          the account's credentials
+  GET  /oauth/callback            Kommo's install redirect (no token)
+  GET  /oauth/revoked             Kommo's revoke hook (no token)
 
-Every request needs "Authorization: Bearer $WIDGETQ_API_TOKEN"; serve refuses
+Every /v1 request needs "Authorization: Bearer $WIDGETQ_API_TOKEN"; serve refuses
 to start without the variable. A comma-separated list accepts any of its
 tokens, so a token can be rotated without downtime. Errors are application/problem+json naming
 the bad field; an array gets one outcome per item. With WIDGETQ_SECRET_KEY,
-settings and tokens are sealed as enqueue seals them.`,
+settings and tokens are sealed as enqueue seals them.
+
+Set each integration's redirect URI (and revoke hook) in Kommo to this
+server's /oauth/callback (and /oauth/revoked): an account that installs
+the integration is connected — its code exchanged by a worker, its
+credentials stored, the integration's install-on-connect widgets queued —
+and one that disconnects has its credentials marked revoked. Integrations
+are those registered with 'enqueue integrations add', and KOMMO_CLIENT_ID
+(KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI) as the one named default.`,
 		Args:    cobra.NoArgs,
 		PreRunE: a.needRedis,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -47,6 +58,10 @@ settings and tokens are sealed as enqueue seals them.`,
 			}
 			log := slog.New(slog.NewJSONHandler(a.stderr, nil))
 			api := &httpapi.Server{Prod: a.prod, Store: a.st, Tokens: tokens, MaxBody: maxBody, MaxItems: maxItems, Logger: log}
+			if id := a.getenv("KOMMO_CLIENT_ID"); id != "" {
+				api.Default = &store.Integration{Name: store.DefaultIntegration, ClientID: id, ClientSecret: a.getenv("KOMMO_CLIENT_SECRET"),
+					RedirectURI: a.getenv("KOMMO_REDIRECT_URI")}
+			}
 			srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 			log.Info("serving the producer API", "addr", l.Addr().String(), "redis", a.conn.Display)
 			ctx := cmd.Context()

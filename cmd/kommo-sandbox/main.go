@@ -50,6 +50,15 @@ written as JSON lines to -accounts-out (or stdout). Counters are at
 GET /_sandbox/counters; faults are set with PUT /_sandbox/faults
 ({"account":"","faults":{"error_rate":0.2}}) and cleared with DELETE.
 
+Kommo's calls into an integration are simulated on request:
+POST /_sandbox/connect {"client":"id","account":"sub","state":"…"} issues a
+code and calls the client's redirect URI (or "url") as Kommo's install
+redirect does; POST /_sandbox/revoke {"client","account","url"} revokes the
+client's tokens of the account and calls the revoke hook "url" signed;
+POST /_sandbox/rename {"account":"sub","to":"new"} changes a subdomain
+(tokens name this server as api_domain, which answers
+/oauth2/account/current/subdomain).
+
 Flags:
 `
 
@@ -150,6 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}
 	defer ln.Close()
 	serverURL := "http://" + ln.Addr().String()
+	sb.SetAPIDomain(ln.Addr().String()) // tokens name it as api_domain
 
 	out := stdout
 	if o.accountsOut != "" {

@@ -71,6 +71,7 @@ func New(t testing.TB, cfg sandbox.Config, url string, client redis.UniversalCli
 	f.Queue = "q-" + f.Prefix
 	f.SB = sandbox.New(cfg)
 	f.Srv = httptest.NewServer(f.SB)
+	f.SB.SetAPIDomain(strings.TrimPrefix(f.Srv.URL, "http://"))
 	t.Cleanup(func() { f.SB.Close(); f.Srv.Close() })
 	f.St = store.New(client, f.Prefix)
 	f.Prod = producer.New(client, f.Prefix, asynq.Queue(f.Queue))

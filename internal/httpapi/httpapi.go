@@ -5,8 +5,10 @@
 //	POST /v1/uninstalls            one uninstall or an array
 //	GET  /v1/accounts/{id}/results the account's results
 //	PUT  /v1/accounts/{id}         the account's credentials
+//	GET  /oauth/callback           Kommo's install redirect (no token)
+//	GET  /oauth/revoked            Kommo's revoke hook (no token)
 //
-// Every route needs the bearer token. Errors are problem+json (RFC 9457)
+// Every /v1 route needs the bearer token. Errors are problem+json (RFC 9457)
 // naming the bad field; an array gets one outcome per item, in order.
 // Tokens and settings never appear in an answer or a log.
 package httpapi
@@ -21,6 +23,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/bulk"
@@ -47,6 +50,12 @@ type Server struct {
 	MaxBody  int64
 	MaxItems int
 	Logger   *slog.Logger
+	// Default is the integration KOMMO_CLIENT_ID and its friends configure
+	// (nil: none), for Kommo's calls that name its client ID; a registered
+	// integration of the same client ID wins.
+	Default *store.Integration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Routes are the API's method-and-path patterns (api/openapi.yaml has
@@ -55,11 +64,16 @@ var Routes = []string{"POST /v1/installs", "POST /v1/uninstalls", "GET /v1/accou
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	api := http.NewServeMux()
 	for i, h := range []http.HandlerFunc{s.installs, s.uninstalls, s.results, s.putAccount} {
-		mux.HandleFunc(Routes[i], h)
+		api.HandleFunc(Routes[i], h)
 	}
-	return s.auth(mux)
+	mux := http.NewServeMux()
+	mux.Handle("/", s.auth(api))
+	for i, h := range []http.HandlerFunc{s.oauthCallback, s.oauthRevoked} {
+		mux.HandleFunc(OAuthRoutes[i], h)
+	}
+	return mux
 }
 
 // Problem is an RFC 9457 problem detail.

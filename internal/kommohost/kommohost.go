@@ -322,3 +322,30 @@ func (l *List) DialContext(d *net.Dialer, r Resolver) func(ctx context.Context, 
 		return nil, fmt.Errorf("kommo dial %s: %w: it resolves only to private, loopback or link-local addresses, and is not listed as local in %s", h, ErrAddressRefused, EnvVar)
 	}
 }
+
+// BaseOf turns a host as Kommo names one — the install redirect's referer
+// ("acme.kommo.com"), a token's api_domain — into an API base URL the list
+// allows: https, or http for a host listed as local (whose referer may
+// also carry the path prefix a sandbox serves accounts under). Anything
+// else (a scheme, credentials, a query, a host off the list) is refused.
+func (l *List) BaseOf(hostport string) (string, error) {
+	l = l.orDefault()
+	hp := strings.TrimSpace(hostport)
+	if hp == "" || len(hp) > 300 || strings.ContainsAny(hp, "@?#\\ \t\r\n") || strings.Contains(hp, "://") {
+		return "", &Error{Rule: fmt.Sprintf("%.80q is not a host name", hostport)}
+	}
+	h, _, _ := strings.Cut(hp, "/")
+	name := h
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		name = hh
+	}
+	scheme := "https://"
+	if l.isLocal(host(strings.Trim(name, "[]"))) {
+		scheme = "http://"
+	}
+	base := strings.TrimRight(scheme+hp, "/")
+	if err := l.Check(base); err != nil {
+		return "", err
+	}
+	return base, nil
+}

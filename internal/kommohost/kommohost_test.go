@@ -227,3 +227,55 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestBaseOf(t *testing.T) {
+	t.Parallel()
+	l, err := Parse(".kommo.com,127.0.0.1,http://sandbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ in, want string }{
+		{"acme.kommo.com", "https://acme.kommo.com"},
+		{"ACME.kommo.com", "https://ACME.kommo.com"},
+		{"127.0.0.1:8090/k/a1", "http://127.0.0.1:8090/k/a1"}, // a local sandbox, with its path prefix
+		{"sandbox:8090", "http://sandbox:8090"},
+		{"api-b.kommo.com/", "https://api-b.kommo.com"},
+		{"acme.kommo.com/evil", ""}, // a path only on a local host
+		{"kommo.com", ""},
+		{"acme.kommo.com.attacker.example", ""},
+		{"https://acme.kommo.com", ""}, // a host, not a URL
+		{"user@acme.kommo.com", ""},
+		{"acme.kommo.com?x=1", ""},
+		{"", ""},
+		{"10.0.0.1", ""},
+	} {
+		got, err := l.BaseOf(c.in)
+		if got != c.want || (c.want == "") != (err != nil) {
+			t.Errorf("BaseOf(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// FuzzBaseOf: whatever a redirect's referer or a token's api_domain says,
+// a base URL comes out only for a listed host, and it passes Check.
+func FuzzBaseOf(f *testing.F) {
+	for _, s := range []string{"acme.kommo.com", "127.0.0.1:8090/k/a1", "acme.kommo.com.attacker.example", "u@acme.kommo.com", "acme.kommo.com:443/x", "[::1]:80", "api-b.kommo.com/"} {
+		f.Add(s)
+	}
+	def, _ := Parse("")
+	local, _ := Parse("127.0.0.1")
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, l := range []*List{def, local} {
+			base, err := l.BaseOf(in)
+			if err != nil {
+				continue
+			}
+			if cerr := l.Check(base); cerr != nil {
+				t.Fatalf("BaseOf(%q) = %q, which Check refuses: %v", in, base, cerr)
+			}
+			if !strings.HasPrefix(base, "https://") && !strings.HasPrefix(base, "http://127.0.0.1") {
+				t.Fatalf("BaseOf(%q) = %q by %s", in, base, l)
+			}
+		}
+	})
+}

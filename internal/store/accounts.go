@@ -35,6 +35,10 @@ type Account struct {
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	ExpiresAt    time.Time `json:"expires_at,omitzero"`
 	UpdatedAt    time.Time `json:"updated_at,omitzero"`
+	// RevokedAt is when Kommo's revoke hook said the integration was
+	// disconnected from the account: its tasks fail token_revoked without
+	// a request until new credentials are stored.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
 }
 
 func (a Account) String() string {
@@ -93,11 +97,13 @@ type Info struct {
 	HasRefreshToken bool      `json:"has_refresh_token"`
 	ExpiresAt       time.Time `json:"expires_at,omitzero"`
 	UpdatedAt       time.Time `json:"updated_at,omitzero"`
+	RevokedAt       time.Time `json:"revoked_at,omitzero"`
 }
 
 // Info returns the account without its tokens.
 func (a *Account) Info() Info {
-	return Info{ID: a.ID, Integration: IntegrationOf(a.Integration), BaseURL: a.BaseURL, HasRefreshToken: a.RefreshToken != "", ExpiresAt: a.ExpiresAt, UpdatedAt: a.UpdatedAt}
+	return Info{ID: a.ID, Integration: IntegrationOf(a.Integration), BaseURL: a.BaseURL, HasRefreshToken: a.RefreshToken != "", ExpiresAt: a.ExpiresAt,
+		UpdatedAt: a.UpdatedAt, RevokedAt: a.RevokedAt}
 }
 
 // credKey is the hash of the credentials integ holds for account n. The
@@ -200,7 +206,34 @@ func (s *base) decodeAccount(n int64, integ string, m map[string]string) (*Accou
 	}
 	a.ExpiresAt, _ = time.Parse(time.RFC3339Nano, m["expires_at"])
 	a.UpdatedAt, _ = time.Parse(time.RFC3339Nano, m["updated_at"])
+	a.RevokedAt, _ = time.Parse(time.RFC3339Nano, m["revoked_at"])
 	return a, nil
+}
+
+// setIfExistsScript sets hash fields only while the hash exists.
+var setIfExistsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1`)
+
+// MarkRevoked records that integ was disconnected from account n (Kommo's
+// revoke hook): until new credentials are stored, its tasks fail without
+// a request. It reports whether there were credentials to mark.
+func (s *AccountStore) MarkRevoked(ctx context.Context, n int64, integ string) (bool, error) {
+	ok, err := setIfExistsScript.Run(ctx, s.rdb, []string{s.credKey(n, integ)}, "revoked_at", s.now().UTC().Format(time.RFC3339Nano)).Int()
+	return ok == 1, redisErr(fmt.Sprintf("mark account %d revoked", n), err)
+}
+
+// MoveAccount changes the base URL of the credentials integ holds for
+// account n (Kommo renamed the account's subdomain). It refuses what
+// CheckAccount refuses, and reports whether the credentials existed.
+func (s *AccountStore) MoveAccount(ctx context.Context, n int64, integ, baseURL string) (bool, error) {
+	if err := s.CheckAccount(Account{ID: n, Integration: integ, BaseURL: baseURL, AccessToken: "-"}); err != nil {
+		return false, err
+	}
+	ok, err := setIfExistsScript.Run(ctx, s.rdb, []string{s.credKey(n, integ)}, "base_url", strings.TrimRight(strings.TrimSpace(baseURL), "/"),
+		"updated_at", s.now().UTC().Format(time.RFC3339Nano)).Int()
+	return ok == 1, redisErr(fmt.Sprintf("move account %d", n), err)
 }
 
 // DeleteAccount removes the credentials integ holds for an account; none

@@ -27,6 +27,7 @@ import (
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -91,6 +92,9 @@ type Config struct {
 	UserAgent string
 	// Metrics, when set, counts tasks and Kommo requests.
 	Metrics *metrics.Metrics
+	// Producer queues the install-on-connect widgets of an account that
+	// connected (nil: they are not queued, and a warning says so).
+	Producer *producer.Producer
 }
 
 // WithDefaults fills the zero fields.
@@ -156,6 +160,8 @@ type State interface {
 	// lock, for the refresher.
 	GetAccount(ctx context.Context, n int64, integ string) (*store.Account, error)
 	SaveTokens(ctx context.Context, n int64, integ, access, refresh string, expiry time.Time) error
+	// PutAccount stores the credentials of an account that connected.
+	PutAccount(ctx context.Context, a store.Account) error
 	RefreshLock(n int64, integ string) *store.Lock
 	// The integrations registry: clients and widget owners.
 	Registry
@@ -222,6 +228,7 @@ func TaskSeries() [][3]string {
 func (h *Handler) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(tasks.TypeInstallWidget, h.HandleInstall)
 	mux.HandleFunc(tasks.TypeUninstallWidget, h.HandleUninstall)
+	mux.HandleFunc(tasks.TypeConnectAccount, h.HandleConnect)
 }
 
 // attempt is one run of one task.
@@ -434,6 +441,10 @@ func (h *Handler) account(_ context.Context, a *attempt) (*store.Account, error)
 		return nil, &retry.DeferError{Delay: min(d, time.Minute), Reason: fmt.Sprintf(
 			"all Kommo traffic is paused until %s: HTML 403 blocks came from %d accounts at once (an IP block); `enqueue accounts unblock --all` lifts it",
 			a.kommoPause.Until.Format(time.RFC3339), len(a.kommoPause.Accounts))}
+	}
+	if !acct.RevokedAt.IsZero() {
+		return nil, &permanent{string(kommo.ClassTokenRevoked), fmt.Sprintf("integration %s was disconnected from account %d at %s (Kommo's revoke hook); nothing was sent: the account must install the integration again",
+			a.integ, a.account, acct.RevokedAt.Format(time.RFC3339))}
 	}
 	if blk != nil {
 		return nil, &permanent{string(kommo.ClassBlocked), fmt.Sprintf("account %d is marked blocked by Kommo since %s (until %s, or until an operator unblocks it); nothing was sent",

@@ -24,6 +24,7 @@ import (
 	"github.com/widgetq/widgetq/internal/replay"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -121,6 +122,7 @@ type Worker struct {
 	opt     asynq.RedisConnOpt
 	rdb     redis.UniversalClient
 	pipe    *autopipe.Client
+	prod    *producer.Producer
 	st      *store.Store
 	h       *Handler
 	m       *metrics.Metrics
@@ -165,6 +167,11 @@ func New(ctx context.Context, rdb redis.UniversalClient, opt asynq.RedisConnOpt,
 	}
 	hc := o.Handler
 	hc.Metrics = w.m
+	if hc.Producer == nil {
+		// Installs queued on an account's connection.
+		w.prod = producer.New(rdb, o.Prefix)
+		hc.Producer = w.prod
+	}
 	w.h = NewHandler(w.st, lim, hc)
 	return w, nil
 }
@@ -198,6 +205,9 @@ func (w *Worker) Store() *store.Store { return w.st }
 // all stopped. A port it cannot bind fails it at once.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.pipe.Close()
+	if w.prod != nil {
+		defer w.prod.Close()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

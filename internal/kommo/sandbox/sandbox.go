@@ -18,6 +18,7 @@ package sandbox
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -214,6 +215,8 @@ type Server struct {
 	faults   *faultState // for every account without its own
 	counters countersState
 	seq      uint64
+	// apiDomain is the host:port tokens name as api_domain.
+	apiDomain string
 }
 
 // New returns a sandbox with no accounts.
@@ -442,8 +445,30 @@ func (s *Server) userLocked(subdomain string, userID int) (*account, int, error)
 	return nil, 0, fmt.Errorf("sandbox: account %q has no user %d", subdomain, userID)
 }
 
+// SetAPIDomain sets the host (host:port) that access tokens issued from now
+// on name as their api_domain claim: where the sandbox answers
+// /oauth2/account/current/subdomain (its own address).
+func (s *Server) SetAPIDomain(hostport string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apiDomain = hostport
+}
+
+// accessTokenLocked makes an access token shaped like Kommo's: three
+// dot-separated parts whose middle one is base64url JSON claims (account,
+// client, api_domain). It starts with "at_", so a test can search any text
+// for a leaked one.
+func (s *Server) accessTokenLocked(a *account, client string) string {
+	claims := map[string]any{"account_id": a.ID, "client_uuid": client, "jti": randomHex(8)}
+	if s.apiDomain != "" {
+		claims["api_domain"] = s.apiDomain
+	}
+	b, _ := json.Marshal(claims)
+	return "at_" + randomHex(24) + "." + base64.RawURLEncoding.EncodeToString(b) + ".sbx"
+}
+
 func (s *Server) issueLocked(a *account, client string, userID int) Tokens {
-	t := Tokens{AccessToken: "at_" + randomHex(24), RefreshToken: "rt_" + randomHex(24), ExpiresAt: s.cfg.Now().Add(s.cfg.TokenLifetime).Truncate(time.Second)}
+	t := Tokens{AccessToken: s.accessTokenLocked(a, client), RefreshToken: "rt_" + randomHex(24), ExpiresAt: s.cfg.Now().Add(s.cfg.TokenLifetime).Truncate(time.Second)}
 	s.access[t.AccessToken] = &accessToken{acct: a, client: client, userID: userID, expiry: t.ExpiresAt}
 	s.refresh[t.RefreshToken] = &grant{acct: a, client: client, userID: userID}
 	return t
@@ -482,6 +507,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("DELETE /k/{sub}/api/v4/widgets/{code}", s.api(s.uninstallWidget))
 	s.mux.HandleFunc("GET /k/{sub}/api/v4/account", s.api(s.getAccount))
 	s.mux.HandleFunc("POST /k/{sub}/oauth2/access_token", s.api(s.token))
+	s.mux.HandleFunc("GET /oauth2/account/current/subdomain", s.currentSubdomain)
+	s.mux.HandleFunc("POST /_sandbox/connect", s.postConnect)
+	s.mux.HandleFunc("POST /_sandbox/revoke", s.postRevoke)
+	s.mux.HandleFunc("POST /_sandbox/rename", s.postRename)
 	s.mux.HandleFunc("GET /_sandbox/counters", s.getCounters)
 	s.mux.HandleFunc("POST /_sandbox/counters/reset", s.resetCounters)
 	s.mux.HandleFunc("PUT /_sandbox/faults", s.putFaults)
