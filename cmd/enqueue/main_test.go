@@ -236,7 +236,7 @@ func TestAccountsOffTheHostListAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	o = e.cli(t, "", "accounts", "list")
-	if !regexp.MustCompile(`(?m)^10 +https://old\.example +NOT ALLOWED `).MatchString(o.stdout) || !regexp.MustCompile(`(?m)^1 +https://one\.kommo\.com +allowed `).MatchString(o.stdout) {
+	if !regexp.MustCompile(`(?m)^10 +default +https://old\.example +NOT ALLOWED `).MatchString(o.stdout) || !regexp.MustCompile(`(?m)^1 +default +https://one\.kommo\.com +allowed `).MatchString(o.stdout) {
 		t.Fatalf("list:\n%s", o.stdout)
 	}
 	o = e.cli(t, "", "accounts", "list", "--format", "jsonl")

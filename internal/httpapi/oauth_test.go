@@ -121,7 +121,9 @@ func TestRevokeHookVerifiesKommosSignature(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sig := func(secret, client, account string) string { return hex.EncodeToString(httpapi.RevokeSignature(secret, client, account)) }
+	sig := func(secret, client, account string) string {
+		return hex.EncodeToString(httpapi.RevokeSignature(secret, client, account))
+	}
 	revoke := func(client, account, signature string) int {
 		t.Helper()
 		code, _, _ := f.call(t, "GET", "/oauth/revoked?"+url.Values{"client_uuid": {client}, "account_id": {account}, "signature": {signature}}.Encode(), "", "", false)

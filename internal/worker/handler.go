@@ -160,8 +160,10 @@ type State interface {
 	// lock, for the refresher.
 	GetAccount(ctx context.Context, n int64, integ string) (*store.Account, error)
 	SaveTokens(ctx context.Context, n int64, integ, access, refresh string, expiry time.Time) error
-	// PutAccount stores the credentials of an account that connected.
+	// PutAccount stores the credentials of an account that connected;
+	// MoveAccount its new base URL after a subdomain change.
 	PutAccount(ctx context.Context, a store.Account) error
+	MoveAccount(ctx context.Context, n int64, integ, baseURL string) (bool, error)
 	RefreshLock(n int64, integ string) *store.Lock
 	// The integrations registry: clients and widget owners.
 	Registry
@@ -258,6 +260,9 @@ type attempt struct {
 	// prepErr is a failure found before the task's state was read (an
 	// unregistered integration).
 	prepErr error
+	// rehomed is set once the attempt asked Kommo for the account's
+	// current subdomain.
+	rehomed bool
 	mu      sync.Mutex
 }
 
@@ -334,7 +339,11 @@ func (h *Handler) HandleInstall(ctx context.Context, t *asynq.Task) error {
 	if a.prepErr != nil {
 		return h.finish(ctx, a, a.prepErr, start)
 	}
-	return h.finish(ctx, a, h.install(ctx, a, p), start)
+	err = h.install(ctx, a, p)
+	if err != nil && h.rehome(ctx, a, err) {
+		err = h.install(ctx, a, p) // once more, at the account's new host
+	}
+	return h.finish(ctx, a, err, start)
 }
 
 // HandleUninstall runs an uninstall-widget task.
@@ -351,7 +360,11 @@ func (h *Handler) HandleUninstall(ctx context.Context, t *asynq.Task) error {
 	if a.prepErr != nil {
 		return h.finish(ctx, a, a.prepErr, start)
 	}
-	return h.finish(ctx, a, h.uninstall(ctx, a), start)
+	err = h.uninstall(ctx, a)
+	if err != nil && h.rehome(ctx, a, err) {
+		err = h.uninstall(ctx, a)
+	}
+	return h.finish(ctx, a, err, start)
 }
 
 // badPayload archives a task whose payload is not ours: nothing to retry,

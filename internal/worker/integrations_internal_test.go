@@ -102,3 +102,44 @@ func TestIntegrationsAreCachedAndTheDefaultComesFromTheEnvironment(t *testing.T)
 		t.Fatalf("bare default: %s %+v %v", name, oa, err)
 	}
 }
+
+func TestRebase(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ base, sub, domain, want string }{
+		{"https://acme.kommo.com", "acme2", "kommo.com", "https://acme2.kommo.com"},
+		{"https://acme.kommo.com", "Acme2", "amocrm.ru", "https://acme2.amocrm.ru"},           // moved platforms too
+		{"https://acme.kommo.com:8443", "b", "kommo.com", "https://b.kommo.com:8443"},         // port kept
+		{"http://127.0.0.1:8090/k/a1", "a1new", "kommo.com", "http://127.0.0.1:8090/k/a1new"}, // a path-based sandbox
+		{"https://acme.kommo.com", "evil.example/", "kommo.com", ""},
+		{"https://acme.kommo.com", "", "kommo.com", ""},
+		{"https://acme.kommo.com", "b", "kommo.com/x", ""},
+		{"https://acme.kommo.com", "-b", "kommo.com", ""},
+		{"::", "b", "kommo.com", ""},
+	} {
+		got, err := rebase(c.base, c.sub, c.domain)
+		if got != c.want || (c.want == "") != (err != nil) {
+			t.Errorf("rebase(%q, %q, %q) = %q, %v; want %q", c.base, c.sub, c.domain, got, err, c.want)
+		}
+	}
+}
+
+func TestMayHaveMoved(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&kommo.Error{Class: kommo.ClassUnauthorized, StatusCode: 401}, true},
+		{&kommo.Error{Class: kommo.ClassTokenRevoked, StatusCode: 401}, true},
+		{&kommo.Error{Class: kommo.ClassRedirected, StatusCode: 301}, true},
+		{&kommo.Error{Class: kommo.ClassNotFound, StatusCode: 404, ContentType: "text/html"}, true},                 // no such account host
+		{&kommo.Error{Class: kommo.ClassNotFound, StatusCode: 404, ContentType: "application/problem+json"}, false}, // no such widget
+		{&kommo.Error{Class: kommo.ClassServer, StatusCode: 503}, false},
+		{&permanent{ClassAccountUnknown, "x"}, false},
+		{errors.New("dial tcp: refused"), false},
+	} {
+		if got := mayHaveMoved(c.err); got != c.want {
+			t.Errorf("mayHaveMoved(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}

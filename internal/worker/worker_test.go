@@ -48,6 +48,7 @@ func setup(t *testing.T, cfg sandbox.Config) *env {
 	e.st = store.New(e.r.Client, e.prefix)
 	e.sb = sandbox.New(cfg)
 	e.srv = httptest.NewServer(e.sb)
+	e.sb.SetAPIDomain(strings.TrimPrefix(e.srv.URL, "http://"))
 	t.Cleanup(func() { e.sb.Close(); e.srv.Close() })
 	e.prod = producer.New(e.r.Client, e.prefix, asynq.Queue(e.queue))
 	return e
