@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -130,6 +131,80 @@ func TestTwoIntegrationsFifteenAccountsExpiredTokens(t *testing.T) {
 	for _, cl := range clients {
 		if strings.Contains(outputs.String(), cl.Secret) {
 			t.Fatalf("client %s's secret appears in a process's output", cl.ID)
+		}
+	}
+}
+
+// An account arrives through Kommo's install redirect to `enqueue serve`,
+// gets its install-on-connect widget installed by a worker, then
+// disconnects: Kommo's signed revoke hook makes its next task fail
+// token_revoked without a request. Real processes, real HTTP.
+func TestAnAccountConnectsThroughTheRedirectAndDisconnects(t *testing.T) {
+	t.Parallel()
+	const redirect = "https://vendor.example/kommo/cb"
+	clients := []sandbox.Client{{ID: "vendor-a", Secret: "SECRET-A-c0ffee", RedirectURI: redirect}}
+	f := fleettest.New(t, sandbox.Config{Clients: clients, Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(2, 500)...)}, "", nil)
+	if err := f.SB.AddAccount(sandbox.AccountSpec{ID: 5, Subdomain: fleettest.Sub(5)}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	onConnect := filepath.Join(dir, "on-connect.json")
+	if err := os.WriteFile(onConnect, []byte(`{"filler_0001":{"note":"welcome"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(f.WorkerEnv(), "WIDGETQ_API_TOKEN=tok-test")
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		p := fleettest.RunStdin(t, enqueueBin, env, strings.NewReader(stdin), args...)
+		if exited, err := p.Exited(time.Minute); !exited || err != nil {
+			t.Fatalf("enqueue %v: exited %v, %v:\n%s", args, exited, err, p.Out.String())
+		}
+		return p.Out.String()
+	}
+	run(clients[0].Secret+"\n", "integrations", "add", "--name", "vendor-a", "--client-id", "vendor-a", "--redirect-uri", redirect,
+		"--widgets", "filler_0001,filler_0002", "--state", "st-77", "--install-on-connect", onConnect, "--client-secret", "-")
+	addr := fmt.Sprintf("127.0.0.1:%d", fleettest.FreePort(t))
+	serve := fleettest.Run(t, enqueueBin, env, "serve", "--addr", addr)
+	serve.WaitOutput(t, "serving the producer API", 30*time.Second)
+	w := f.StartWorker(t, workerBin)
+	ctx := context.Background()
+	cb := "http://" + addr + "/oauth/callback"
+
+	// A forged state is refused and queues nothing.
+	if res, err := f.SB.Connect(ctx, "vendor-a", fleettest.Sub(5), "forged", cb, f.Srv.URL); err != nil || res.Status != 403 {
+		t.Fatalf("forged state: %+v %v", res, err)
+	}
+	res, err := f.SB.Connect(ctx, "vendor-a", fleettest.Sub(5), "st-77", cb, f.Srv.URL)
+	if err != nil || res.Status != 202 {
+		t.Fatalf("install redirect: %+v %v", res, err)
+	}
+	f.WaitCount(t, store.StatusInstalled, 1, time.Minute)
+	st := f.St
+	r, err := st.Result(ctx, 5, "filler_0001")
+	if err != nil || r.Integration != "vendor-a" {
+		t.Fatalf("install on connect: %+v %v", r, err)
+	}
+	if a, err := st.GetAccount(ctx, 5, "vendor-a"); err != nil || a.BaseURL != sandbox.BaseURL(f.Srv.URL, fleettest.Sub(5)) {
+		t.Fatalf("connected account: %v %v", a, err)
+	}
+
+	// The user disconnects the integration: Kommo calls the revoke hook.
+	if code, err := f.SB.Revoke(ctx, "vendor-a", fleettest.Sub(5), "http://"+addr+"/oauth/revoked"); err != nil || code != 204 {
+		t.Fatalf("revoke hook: %d %v", code, err)
+	}
+	before := f.SB.Counters().Total.Requests
+	run("", "install", "--account", "5", "--widget", "filler_0002", "--settings", `{"note":"n"}`)
+	f.WaitCount(t, store.StatusFailed, 1, time.Minute)
+	r, _ = st.Result(ctx, 5, "filler_0002")
+	if r.LastError == nil || r.LastError.Class != "token_revoked" || r.Integration != "vendor-a" {
+		t.Fatalf("after the revoke hook: %+v", r)
+	}
+	if n := f.SB.Counters().Total.Requests - before; n != 0 {
+		t.Fatalf("%d requests sent after the revoke hook", n)
+	}
+	for _, out := range []string{serve.Out.String(), w.Out.String()} {
+		if strings.Contains(out, res.Code) || strings.Contains(out, clients[0].Secret) {
+			t.Fatal("a code or the client secret reached a log")
 		}
 	}
 }
