@@ -61,6 +61,9 @@ func FormatPayload(taskType string, payload []byte) string {
 			}
 		}
 		v := map[string]any{"account_id": p.AccountID, "widget_code": p.WidgetCode, "enqueue_id": p.EnqueueID, "settings": settings}
+		if p.Integration != "" {
+			v["integration"] = p.Integration
+		}
 		if p.SealedSettings != "" {
 			v["settings"] = "(sealed)"
 		}
@@ -71,6 +74,13 @@ func FormatPayload(taskType string, payload []byte) string {
 			return fmt.Sprintf("(%d bytes, not a valid widgetq payload: %s)", len(payload), fieldOnly(err))
 		}
 		view = p
+	case tasks.TypeConnectAccount:
+		// The code is a credential: never shown, even sealed.
+		p, err := tasks.DecodeConnectAccount(payload)
+		if err != nil {
+			return fmt.Sprintf("(%d bytes, not a valid widgetq payload: %s)", len(payload), fieldOnly(err))
+		}
+		view = map[string]any{"integration": p.Integration, "base_url": p.BaseURL, "code": hidden, "received_at": p.ReceivedAt}
 	default:
 		return fmt.Sprintf("(%d bytes of a %q task, not shown)", len(payload), taskType)
 	}
@@ -153,7 +163,8 @@ type row struct {
 }
 
 var page = template.Must(template.New("results").Funcs(template.FuncMap{
-	"time": func(r store.Result) string { return r.UpdatedAt.UTC().Format("2006-01-02 15:04:05") },
+	"time":  func(r store.Result) string { return r.UpdatedAt.UTC().Format("2006-01-02 15:04:05") },
+	"integ": store.IntegrationOf,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>widgetq results</title>
 <style>
@@ -171,25 +182,26 @@ form{margin-bottom:1em}input,select{margin-right:.5em}code{background:#f4f4f4;pa
 <label>widget <input name="widget" value="{{.Q.Widget}}" size="16"></label>
 <label>status <select name="status"><option value="">any</option>{{range .Statuses}}<option{{if eq . $.Q.Status}} selected{{end}}>{{.}}</option>{{end}}</select></label>
 <label>class <input name="class" value="{{.Q.Class}}" size="14"></label>
+<label>integration <input name="integration" value="{{.Q.Integration}}" size="14"></label>
 <button>filter</button>
 </form>
 <p class="counts">{{range .Counts}}<span>{{.Name}}: <b>{{.N}}</b></span>{{end}}</p>
 {{if .Err}}<p class="failed">{{.Err}}</p>{{end}}
 <p>{{len .Rows}} shown{{if .More}} (the first {{len .Rows}}; narrow the filter){{end}}.{{if .ReplayAll}} Replay these failures: <code>{{.ReplayAll}}</code>{{end}}</p>
-<table><thead><tr><th>account</th><th>widget</th><th>op</th><th>status</th><th>attempts</th><th>class</th><th>detail</th><th>updated (UTC)</th><th>replay</th></tr></thead><tbody>
-{{range .Rows}}<tr><td>{{.AccountID}}</td><td>{{.WidgetCode}}</td><td>{{.Operation}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{.Attempts}}</td><td>{{.Class}}</td><td>{{.Detail}}</td><td>{{time .Result}}</td><td>{{if .Replay}}{{if $.Writable}}<form method="post" action="{{$.Self}}/replay"><input type="hidden" name="account" value="{{.AccountID}}"><input type="hidden" name="widget" value="{{.WidgetCode}}"><button>replay</button></form>{{else}}<code>{{.Replay}}</code>{{end}}{{end}}</td></tr>
-{{else}}<tr><td colspan="9">no results</td></tr>{{end}}
+<table><thead><tr><th>account</th><th>widget</th><th>integration</th><th>op</th><th>status</th><th>attempts</th><th>class</th><th>detail</th><th>updated (UTC)</th><th>replay</th></tr></thead><tbody>
+{{range .Rows}}<tr><td>{{.AccountID}}</td><td>{{.WidgetCode}}</td><td>{{integ .Integration}}</td><td>{{.Operation}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{.Attempts}}</td><td>{{.Class}}</td><td>{{.Detail}}</td><td>{{time .Result}}</td><td>{{if .Replay}}{{if $.Writable}}<form method="post" action="{{$.Self}}/replay"><input type="hidden" name="account" value="{{.AccountID}}"><input type="hidden" name="widget" value="{{.WidgetCode}}"><button>replay</button></form>{{else}}<code>{{.Replay}}</code>{{end}}{{end}}</td></tr>
+{{else}}<tr><td colspan="10">no results</td></tr>{{end}}
 </tbody></table></body></html>
 `))
 
 type query struct {
-	Account, Widget, Status, Class string
+	Account, Widget, Status, Class, Integration string
 }
 
 // ServeHTTP renders the page.
 func (h *Results) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := query{Account: strings.TrimSpace(r.FormValue("account")), Widget: strings.TrimSpace(r.FormValue("widget")),
-		Status: r.FormValue("status"), Class: strings.TrimSpace(r.FormValue("class"))}
+		Status: r.FormValue("status"), Class: strings.TrimSpace(r.FormValue("class")), Integration: strings.TrimSpace(r.FormValue("integration"))}
 	data := struct {
 		Q        query
 		Self, UI string
@@ -236,6 +248,9 @@ func (h *Results) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if q.Widget != "" && rs.WidgetCode != q.Widget {
 			continue
 		}
+		if q.Integration != "" && store.IntegrationOf(rs.Integration) != q.Integration {
+			continue
+		}
 		rw := row{Result: rs}
 		if rs.LastError != nil {
 			rw.Class, rw.Detail = rs.LastError.Class, rs.LastError.Detail
@@ -263,6 +278,9 @@ func (h *Results) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if q.Class != "" {
 			args = append(args, "--class "+q.Class)
+		}
+		if q.Integration != "" && tasks.ValidIntegration(q.Integration) {
+			args = append(args, "--integration "+q.Integration)
 		}
 		if len(args) == 0 {
 			args = append(args, "--all")

@@ -40,6 +40,11 @@ func TestFormatPayloadHidesEverySettingValue(t *testing.T) {
 	if out := FormatPayload("email:send", []byte(`{"to":"x@y"}`)); strings.Contains(out, "x@y") {
 		t.Fatalf("another program's task: %s", out)
 	}
+	// A connect task's authorization code is a credential: never shown.
+	connect := []byte(`{"integration":"vendor-a","base_url":"https://acme.kommo.com","code":"def-CODE-77","received_at":"2026-12-04T06:00:00Z"}`)
+	if out := FormatPayload(tasks.TypeConnectAccount, connect); strings.Contains(out, "CODE-77") || !strings.Contains(out, "vendor-a") {
+		t.Fatalf("connect task: %s", out)
+	}
 }
 
 func TestResultsPageReplaysWhenWritable(t *testing.T) {
@@ -111,5 +116,33 @@ func TestResultsPageReplaysWhenWritable(t *testing.T) {
 	}
 	if qi, _ := insp.GetQueueInfo(queue); qi.Pending != 1 || qi.Archived != 0 {
 		t.Fatalf("queue after replay: %+v", qi)
+	}
+}
+
+func TestResultsPageFiltersByIntegration(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	st := store.New(r.Client, redistest.Unique(t))
+	ctx := context.Background()
+	for id, integ := range map[int64]string{11: "vendor-a", 12: "vendor-b", 13: ""} {
+		if err := st.Record(ctx, &store.Result{AccountID: id, WidgetCode: "w", Integration: integ, Operation: "install", Status: store.StatusFailed,
+			LastError: &store.ErrorInfo{Class: "server", At: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view := &Results{Store: st, Prefix: "/results"}
+	get := func(q string) string {
+		rec := httptest.NewRecorder()
+		view.ServeHTTP(rec, httptest.NewRequest("GET", "/results?"+q, nil))
+		return rec.Body.String()
+	}
+	page := get("integration=vendor-b")
+	if !strings.Contains(page, "<td>12</td>") || strings.Contains(page, "<td>11</td>") || strings.Contains(page, "<td>13</td>") ||
+		!strings.Contains(page, "enqueue replay --integration vendor-b") && !strings.Contains(page, "enqueue replay --account 12") {
+		t.Fatalf("vendor-b's page:\n%s", page)
+	}
+	// Results from before integrations are the default's.
+	if page := get("integration=default"); !strings.Contains(page, "<td>13</td>") || !strings.Contains(page, "<td>default</td>") || strings.Contains(page, "<td>12</td>") {
+		t.Fatalf("default's page:\n%s", page)
 	}
 }
