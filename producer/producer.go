@@ -167,10 +167,22 @@ func (p *Producer) many(ctx context.Context, op string, items []item, bo BatchOp
 	}
 	wg.Wait()
 	var marks []store.Queued
+	var owners map[string]string
 	for i, info := range infos {
 		if info != nil {
 			it := items[i]
-			marks = append(marks, store.Queued{Op: op, Queue: info.Queue, AccountID: it.account, Code: it.code, TaskID: info.ID, EnqueueID: it.enqueueID, Integration: it.integ})
+			if it.integ == "" && owners == nil {
+				// The marks name the integration a worker will resolve: the
+				// widget's registered owner (one read per batch).
+				if owners, _ = p.st.Owners(ctx); owners == nil {
+					owners = map[string]string{}
+				}
+			}
+			integ := it.integ
+			if integ == "" {
+				integ = owners[it.code]
+			}
+			marks = append(marks, store.Queued{Op: op, Queue: info.Queue, AccountID: it.account, Code: it.code, TaskID: info.ID, EnqueueID: it.enqueueID, Integration: integ})
 		}
 	}
 	// What is queued gets marked even if the caller gives up now: an

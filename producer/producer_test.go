@@ -50,3 +50,33 @@ func TestUninstallManyGivesEachItsOutcome(t *testing.T) {
 		t.Fatalf("result %+v %v", got, err)
 	}
 }
+
+// TestQueuedMarksNameTheIntegration: a queued result names the payload's
+// integration, else its widget's registered owner — the one a worker will
+// run it as — before any worker ran it.
+func TestQueuedMarksNameTheIntegration(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	prefix := redistest.Unique(t)
+	p := producer.New(r.Client, prefix, asynq.Queue("q-"+prefix))
+	defer p.Close()
+	ctx := context.Background()
+	st := store.New(r.Client, prefix)
+	if err := st.PutIntegration(ctx, store.Integration{Name: "vendor-a", ClientID: "a", ClientSecret: "s", RedirectURI: "https://v.example/a", Widgets: []string{"w_a"}}); err != nil {
+		t.Fatal(err)
+	}
+	res := p.InstallMany(ctx, []tasks.InstallWidgetPayload{{AccountID: 1, WidgetCode: "w_a"}, {AccountID: 1, WidgetCode: "w_free"}, {AccountID: 2, WidgetCode: "w_a", Integration: "vendor-b"}}, producer.BatchOptions{})
+	for i, want := range []string{"vendor-a", "", "vendor-b"} {
+		if res[i].Err != nil {
+			t.Fatal(res[i].Err)
+		}
+		acct, code := int64(1), []string{"w_a", "w_free", "w_a"}[i]
+		if i == 2 {
+			acct = 2
+		}
+		got, err := st.Result(ctx, acct, code)
+		if err != nil || got.Integration != want {
+			t.Errorf("item %d: integration %q (%v), want %q", i, got.Integration, err, want)
+		}
+	}
+}

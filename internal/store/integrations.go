@@ -234,6 +234,13 @@ func (s *IntegrationStore) OwnerOf(ctx context.Context, code string) (string, er
 	return n, redisErr("owner of widget "+code, err)
 }
 
+// Owners returns every widget code with a registered owner, and the
+// owner's name.
+func (s *IntegrationStore) Owners(ctx context.Context) (map[string]string, error) {
+	m, err := s.rdb.HGetAll(ctx, s.widgetOwnerKey()).Result()
+	return m, redisErr("widget owners", err)
+}
+
 // DeleteIntegration removes an integration and its claim on its widgets.
 func (s *IntegrationStore) DeleteIntegration(ctx context.Context, name string) error {
 	w, err := s.rdb.HGet(ctx, s.integrationKey(name), "widgets").Result()
