@@ -46,7 +46,6 @@ func ExampleProducer_InstallMany() {
 	defer rdb.Close()
 	// Account 1 has credentials (normally stored by `enqueue accounts import`).
 	rdb.HSet(context.Background(), "{widgetq}:acct:1", "base_url", "https://one.kommo.com", "access_token", "…")
-	rdb.ZAdd(context.Background(), "{widgetq}:creds", redis.Z{Score: 1, Member: "1:default"})
 
 	p := producer.New(rdb, "")
 	defer p.Close()

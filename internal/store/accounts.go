@@ -121,6 +121,10 @@ func (s *base) credKey(n int64, integ string) string {
 // "N:integration", scored by the account ID.
 func (s *base) credsKey() string { return s.key("creds") }
 
+// credIntegsKey is the set of integration names credentials were ever
+// stored for (registered or not): AccountsExist looks under each.
+func (s *base) credIntegsKey() string { return s.key("cred-integs") }
+
 func credMember(n int64, integ string) string { return id(n) + ":" + IntegrationOf(integ) }
 
 // parseCredMember reads a credsKey member.
@@ -160,6 +164,7 @@ func (s *AccountStore) PutAccount(ctx context.Context, a Account) error {
 		p.Del(ctx, k)
 		p.HSet(ctx, k, s.accountFields(a)...)
 		p.ZAdd(ctx, s.credsKey(), redis.Z{Score: float64(a.ID), Member: credMember(a.ID, a.Integration)})
+		p.SAdd(ctx, s.credIntegsKey(), IntegrationOf(a.Integration))
 		return nil
 	})
 	return redisErr(fmt.Sprintf("put account %d", a.ID), err)
@@ -494,12 +499,25 @@ func (s *MarkStore) ListBlocked(ctx context.Context) ([]Block, error) {
 }
 
 // AccountsExist reports which of the accounts have credentials (of any
-// integration), in one round trip.
+// integration), in two round trips: one EXISTS per account over its
+// possible credential keys, each O(1) — on the embedded Redis too, where a
+// sorted-set range is not.
 func (s *AccountStore) AccountsExist(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	names, err := s.rdb.SMembers(ctx, s.credIntegsKey()).Result()
+	if err != nil {
+		return nil, redisErr("check accounts", err)
+	}
+	if !slices.Contains(names, DefaultIntegration) {
+		names = append(names, DefaultIntegration) // stored by the version before integrations
+	}
 	cmds := make([]*redis.IntCmd, len(ids))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		keys := make([]string, len(names))
 		for i, n := range ids {
-			cmds[i] = p.ZCount(ctx, s.credsKey(), id(n), id(n))
+			for j, name := range names {
+				keys[j] = s.credKey(n, name)
+			}
+			cmds[i] = p.Exists(ctx, keys...)
 		}
 		return nil
 	})
