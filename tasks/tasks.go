@@ -65,6 +65,9 @@ type InstallWidgetPayload struct {
 	// the widget; empty means the integration registered as the widget's
 	// owner, else "default".
 	Integration string `json:"integration,omitempty"`
+	// BatchID is the batch the task was enqueued in (producer.InstallMany,
+	// a bulk run, an HTTP array), whose counts its result moves.
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // UninstallWidgetPayload removes a widget from an account.
@@ -73,6 +76,7 @@ type UninstallWidgetPayload struct {
 	WidgetCode  string `json:"widget_code"`
 	EnqueueID   string `json:"enqueue_id,omitempty"`
 	Integration string `json:"integration,omitempty"`
+	BatchID     string `json:"batch_id,omitempty"`
 }
 
 // FieldError is a payload field that is not acceptable.
@@ -98,6 +102,25 @@ var (
 // 1-40 lower-case letters, digits, '-' or '_', starting with a letter or
 // digit.
 func ValidIntegration(name string) bool { return integrationName.MatchString(name) }
+
+var batchID = regexp.MustCompile(`^b_[0-9a-f]{16}$`)
+
+// ValidBatchID reports whether id is a batch ID as NewBatchID makes them.
+func ValidBatchID(id string) bool { return batchID.MatchString(id) }
+
+// NewBatchID returns a fresh batch ID: "b_" and 16 hex digits.
+func NewBatchID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "b_" + hex.EncodeToString(b)
+}
+
+func validateBatch(id string) error {
+	if id != "" && !ValidBatchID(id) {
+		return &FieldError{"batch_id", fmt.Sprintf("%.40q is not a batch ID (b_ and 16 hex digits)", id)}
+	}
+	return nil
+}
 
 func validateIntegration(name string) error {
 	if name != "" && !ValidIntegration(name) {
@@ -137,6 +160,9 @@ func (p *InstallWidgetPayload) Validate() error {
 	if err := validateIntegration(p.Integration); err != nil {
 		return err
 	}
+	if err := validateBatch(p.BatchID); err != nil {
+		return err
+	}
 	s := bytes.TrimSpace(p.Settings)
 	if p.SealedSettings != "" {
 		switch {
@@ -168,6 +194,9 @@ func (p *UninstallWidgetPayload) Validate() error {
 		return err
 	}
 	if err := validateCode(p.WidgetCode); err != nil {
+		return err
+	}
+	if err := validateBatch(p.BatchID); err != nil {
 		return err
 	}
 	return validateIntegration(p.Integration)

@@ -59,6 +59,8 @@ type Result struct {
 	// Integration is the OAuth integration whose credentials the task
 	// used (empty in results recorded before integrations: the default).
 	Integration   string     `json:"integration,omitempty"`
+	// BatchID is the batch whose counts the result moves (empty: none).
+	BatchID       string     `json:"batch_id,omitempty"`
 	Operation     string     `json:"operation"` // "install" or "uninstall"
 	Status        Status     `json:"status"`
 	TaskID        string     `json:"task_id,omitempty"`
@@ -78,26 +80,33 @@ type Result struct {
 	InFlight bool `json:"-"`
 	// InFlightSince is when the mark was set (the first run that set it).
 	InFlightSince time.Time `json:"-"`
+	// Event, when set, is the webhook event (JSON) the record writes to
+	// the outbox in the same step as the result: a result recorded is an
+	// event that will be delivered.
+	Event []byte `json:"-"`
 }
 
 func member(account int64, code string) string { return id(account) + ":" + code }
 
 func (s *base) resultKey(account int64, code string) string { return s.key("res", id(account), code) }
 
-func (s *base) resultKeys(account int64, code string) []string {
+func (s *base) resultKeys(account int64, code, batch string) []string {
 	keys := []string{s.resultKey(account, code), s.key("idx", "all")}
 	for _, st := range Statuses {
 		keys = append(keys, s.key("idx", "status", string(st)))
 	}
-	return append(keys, s.kommoBlocksKey())
+	return append(keys, s.kommoBlocksKey(), s.batchKey(batch), s.outboxKey(), s.batchesKey())
 }
 
 // recordScript writes a result and moves it between the status indexes in
 // one step; a success also forgets the recent Kommo blocks (only blocks
-// with no success between them point at an IP block: see NoteBlock).
+// with no success between them point at an IP block: see NoteBlock). The
+// same step moves the result's batch counts (completing or reopening the
+// batch) and writes its webhook event to the outbox.
 // KEYS: the result, the all-index, one index per status (in Statuses
-// order), the recent blocks. ARGV: member, score, status, data,
-// enqueue_id, created at, then the statuses.
+// order), the recent blocks, the batch, the outbox, the batches index.
+// ARGV: member, score, status, data, enqueue_id, created at, batch ID,
+// event, now, batch key prefix, batch TTL (ms), then the statuses.
 var recordScript = redis.NewScript(recordLua)
 
 // recordUnfinishedScript is recordScript, run only while the result is
@@ -107,13 +116,15 @@ local cur = redis.call('HMGET', KEYS[1], 'enqueue_id', 'status')
 if cur[1] ~= ARGV[5] or (cur[2] ~= 'queued' and cur[2] ~= 'retrying') then return 0 end
 ` + recordLua)
 
-const recordLua = `
+const recordLua = batchLua + `
+local ns = #KEYS - 6
 local old = redis.call('HGET', KEYS[1], 'status')
+local curBatch = redis.call('HGET', KEYS[1], 'batch')
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4], 'enqueue_id', ARGV[5])
 redis.call('HDEL', KEYS[1], 'inflight')
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
-for i = 7, #ARGV do
-  local idx = KEYS[i - 4]
+for i = 12, #ARGV do
+  local idx = KEYS[i - 9]
   if ARGV[i] == ARGV[3] then
     redis.call('ZADD', idx, ARGV[2], ARGV[1])
   elseif old == ARGV[i] then
@@ -122,9 +133,72 @@ for i = 7, #ARGV do
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 if ARGV[3] == 'installed' or ARGV[3] == 'already_installed' or ARGV[3] == 'uninstalled' then
-  redis.call('DEL', KEYS[#KEYS])
+  redis.call('DEL', KEYS[ns + 3])
+end
+local url = ''
+if ARGV[7] ~= '' then
+  local bk, now, ttl = KEYS[ns + 4], ARGV[9], ARGV[11]
+  if curBatch == ARGV[7] then
+    bmove(bk, old, ARGV[3])
+  else
+    if curBatch then
+      local ok = ARGV[10] .. curBatch
+      bmove(ok, old, 'superseded')
+      bcheck(ok, now, KEYS[ns + 5], ttl)
+    end
+    redis.call('HSET', KEYS[1], 'batch', ARGV[7])
+    bmove(bk, nil, ARGV[3])
+    redis.call('HINCRBY', bk, 'total', 1)
+    redis.call('HSETNX', bk, 'id', ARGV[7])
+  end
+  bcheck(bk, now, KEYS[ns + 5], ttl)
+  url = redis.call('HGET', bk, 'callback_url') or ''
+end
+if ARGV[8] ~= '' then
+  redis.call('LPUSH', KEYS[ns + 5], cjson.encode({event = ARGV[8], url = url, at = ARGV[9]}))
 end
 return 1`
+
+// batchLua is what the result scripts share about batches: moving a
+// member's count from one status to another, and completing (or
+// reopening) a sealed batch, whose completion event goes to the outbox.
+const batchLua = `
+local function bmove(bk, from, to)
+  if from then redis.call('HINCRBY', bk, 's:' .. from, -1) end
+  if to then redis.call('HINCRBY', bk, 's:' .. to, 1) end
+end
+local function bcheck(bk, now, outbox, ttl)
+  redis.call('PEXPIRE', bk, ttl)
+  if redis.call('HGET', bk, 'sealed') ~= '1' then return end
+  local h = redis.call('HGETALL', bk)
+  local counts, total, done, sum, id, url = {}, 0, false, 0, '', ''
+  for i = 1, #h, 2 do
+    local f, v = h[i], h[i + 1]
+    if string.sub(f, 1, 2) == 's:' then
+      local n = tonumber(v)
+      if n ~= 0 then counts[string.sub(f, 3)] = n end
+      sum = sum + n
+    elseif f == 'total' then total = tonumber(v)
+    elseif f == 'done' then done = (v == '1')
+    elseif f == 'id' then id = v
+    elseif f == 'callback_url' then url = v
+    end
+  end
+  local open = (counts['queued'] or 0) + (counts['retrying'] or 0)
+  if not done and open == 0 and sum >= total then
+    local n = redis.call('HINCRBY', bk, 'completions', 1)
+    redis.call('HSET', bk, 'done', '1', 'done_at', now)
+    if redis.call('HGET', bk, 'events') == '1' then
+      local ev = cjson.encode({id = 'evt_' .. id .. '_done' .. n, type = 'batch.completed', created_at = now,
+        data = {batch_id = id, total = total, counts = counts}})
+      redis.call('LPUSH', outbox, cjson.encode({event = ev, url = url, at = now}))
+    end
+  elseif done and open > 0 then
+    redis.call('HSET', bk, 'done', '0')
+    redis.call('HDEL', bk, 'done_at')
+  end
+end
+`
 
 // queuedManyScript marks tasks queued: each gets a fresh result made of
 // hash fields (no JSON to build or parse: bulk marks thousands a second),
@@ -135,21 +209,36 @@ return 1`
 // KEYS: the all-index, the status indexes, then one result per entry.
 // ARGV: now, the statuses, then per entry: member, score, enqueue_id,
 // task_id, queue, op, integration.
-var queuedManyScript = redis.NewScript(`
+var queuedManyScript = redis.NewScript(batchLua + `
 local now = ARGV[1]
 local ns = 6
+local b, prefix, ttl = ARGV[2 + ns], ARGV[3 + ns], ARGV[5 + ns]
+local bk, outbox = KEYS[2 + ns], KEYS[3 + ns]
 local written = 0
 local e = 0
-for a = 2 + ns, #ARGV, 7 do
+local first = 9 + ns
+if b ~= '' then
+  if redis.call('HSETNX', bk, 'id', b) == 1 or redis.call('HEXISTS', bk, 'created_at') == 0 then
+    redis.call('HSET', bk, 'created_at', now, 'events', ARGV[6 + ns])
+    if ARGV[7 + ns] ~= '' then redis.call('HSET', bk, 'callback_url', ARGV[7 + ns]) end
+    redis.call('ZADD', KEYS[4 + ns], ARGV[8 + ns], b)
+  end
+end
+for a = first, #ARGV, 7 do
   e = e + 1
-  local k = KEYS[1 + ns + e]
+  local k = KEYS[4 + ns + e]
   local m, score, eid = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local cur = redis.call('HMGET', k, 'enqueue_id', 'status')
+  local cur = redis.call('HMGET', k, 'enqueue_id', 'status', 'batch')
   if not cur[2] then
     -- A first result for this account and widget: nothing to undo.
     redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now, 'created_at', now)
     redis.call('ZADD', KEYS[2], score, m)
     redis.call('ZADD', KEYS[1], score, m)
+    if b ~= '' then
+      redis.call('HSET', k, 'batch', b)
+      bmove(bk, nil, 'queued')
+      redis.call('HINCRBY', bk, 'total', 1)
+    end
     written = written + 1
   elseif cur[1] ~= eid then
     redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now)
@@ -161,8 +250,32 @@ for a = 2 + ns, #ARGV, 7 do
       end
       redis.call('ZADD', KEYS[2], score, m)
     end
+    if b ~= '' then
+      if cur[3] == b then
+        bmove(bk, old, 'queued')
+      else
+        if cur[3] then
+          local ok = prefix .. cur[3]
+          bmove(ok, old, 'superseded')
+          bcheck(ok, now, outbox, ttl)
+        end
+        redis.call('HSET', k, 'batch', b)
+        bmove(bk, nil, 'queued')
+        redis.call('HINCRBY', bk, 'total', 1)
+      end
+    elseif cur[3] then
+      -- Queued again outside any batch: its old batch is done with it.
+      local ok = prefix .. cur[3]
+      bmove(ok, old, 'superseded')
+      bcheck(ok, now, outbox, ttl)
+      redis.call('HDEL', k, 'batch')
+    end
     written = written + 1
   end
+end
+if b ~= '' then
+  if ARGV[4 + ns] == '1' then redis.call('HSET', bk, 'sealed', '1') end
+  bcheck(bk, now, outbox, ttl)
 end
 return written`)
 
@@ -172,7 +285,7 @@ func (s *ResultStore) Record(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	err = recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Err()
+	err = recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode, r.BatchID), args...).Err()
 	return redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
 }
 
@@ -189,7 +302,8 @@ func (s *ResultStore) recordArgs(r *Result) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: encode result: %w", err)
 	}
-	args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, r.CreatedAt.Format(time.RFC3339Nano)}
+	args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, r.CreatedAt.Format(time.RFC3339Nano),
+		r.BatchID, string(r.Event), now.Format(time.RFC3339Nano), s.batchKey(""), s.batchTTL().Milliseconds()}
 	for _, st := range Statuses {
 		args = append(args, string(st))
 	}
@@ -205,7 +319,7 @@ func (s *ResultStore) RecordUnfinished(ctx context.Context, r *Result) (bool, er
 	if err != nil {
 		return false, err
 	}
-	n, err := recordUnfinishedScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode), args...).Int()
+	n, err := recordUnfinishedScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode, r.BatchID), args...).Int()
 	return n == 1, redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
 }
 
@@ -214,7 +328,7 @@ func (s *ResultStore) RecordUnfinished(ctx context.Context, r *Result) (bool, er
 // writes nothing if a worker already recorded this enqueueing (same
 // enqueue ID), and reports whether it wrote.
 func (s *ResultStore) MarkQueued(ctx context.Context, q Queued) (bool, error) {
-	n, err := s.markQueuedMany(ctx, []Queued{q}, true)
+	n, err := s.markQueuedMany(ctx, []Queued{q}, BatchMarks{}, true)
 	return n == 1, err
 }
 
@@ -438,25 +552,50 @@ type Queued struct {
 	Integration string
 }
 
+// BatchMarks is the batch a MarkQueuedMany call adds its tasks to.
+type BatchMarks struct {
+	ID string
+	// Seal says no more tasks will join: the batch is done once every
+	// member has a final result.
+	Seal bool
+	// CallbackURL receives the batch's webhook events instead of the
+	// default URL.
+	CallbackURL string
+	// Events says webhook events are written for the batch.
+	Events bool
+}
+
 // MarkQueuedMany is MarkQueued for many tasks in one round trip.
 func (s *ResultStore) MarkQueuedMany(ctx context.Context, qs []Queued) error {
-	_, err := s.markQueuedMany(ctx, qs, true)
+	_, err := s.markQueuedMany(ctx, qs, BatchMarks{}, true)
 	return err
 }
 
-func (s *ResultStore) markQueuedMany(ctx context.Context, qs []Queued, retry bool) (int, error) {
-	if len(qs) == 0 {
+// MarkQueuedBatch is MarkQueuedMany for tasks of a batch: they join it
+// (its total grows by len(qs)), each counted under its status; a result a
+// newer batch takes over counts as superseded in its old one. With
+// bm.Seal, no more tasks will join; qs may then be empty.
+func (s *ResultStore) MarkQueuedBatch(ctx context.Context, qs []Queued, bm BatchMarks) error {
+	_, err := s.markQueuedMany(ctx, qs, bm, true)
+	return err
+}
+
+func (s *ResultStore) markQueuedMany(ctx context.Context, qs []Queued, bm BatchMarks, retry bool) (int, error) {
+	if len(qs) == 0 && bm.ID == "" {
 		return 0, nil
 	}
-	now := s.now().UTC().Format(time.RFC3339Nano)
+	nowT := s.now().UTC()
+	now := nowT.Format(time.RFC3339Nano)
 	keys := []string{s.key("idx", "all")}
 	for _, st := range Statuses {
 		keys = append(keys, s.key("idx", "status", string(st)))
 	}
+	keys = append(keys, s.batchKey(bm.ID), s.outboxKey(), s.batchesKey())
 	args := []any{now}
 	for _, st := range Statuses {
 		args = append(args, string(st))
 	}
+	args = append(args, bm.ID, s.batchKey(""), flag(bm.Seal), s.batchTTL().Milliseconds(), flag(bm.Events), bm.CallbackURL, nowT.UnixMilli())
 	for _, q := range qs {
 		keys = append(keys, s.resultKey(q.AccountID, q.Code))
 		args = append(args, member(q.AccountID, q.Code), q.AccountID, q.EnqueueID, q.TaskID, q.Queue, q.Op, q.Integration)
@@ -467,9 +606,16 @@ func (s *ResultStore) markQueuedMany(ctx context.Context, qs []Queued, retry boo
 		if lerr := queuedManyScript.Load(ctx, s.rdb).Err(); lerr != nil {
 			return 0, redisErr("load script", lerr)
 		}
-		return s.markQueuedMany(ctx, qs, false)
+		return s.markQueuedMany(ctx, qs, bm, false)
 	}
 	return n, redisErr("mark queued", err)
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // resultsOf is Results of one integration: the indexes are not kept per

@@ -51,6 +51,9 @@ type base struct {
 	LockTTL time.Duration
 	// LockPoll is how often a waiter tries the lock again (default 25ms).
 	LockPoll time.Duration
+	// BatchTTL is how long a batch is kept after its last change (default
+	// DefaultBatchTTL).
+	BatchTTL time.Duration
 }
 
 // AccountStore keeps the accounts' credentials: base URLs and tokens.
