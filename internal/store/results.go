@@ -58,7 +58,7 @@ type Result struct {
 	WidgetCode string `json:"widget_code"`
 	// Integration is the OAuth integration whose credentials the task
 	// used (empty in results recorded before integrations: the default).
-	Integration   string     `json:"integration,omitempty"`
+	Integration string `json:"integration,omitempty"`
 	// BatchID is the batch whose counts the result moves (empty: none).
 	BatchID       string     `json:"batch_id,omitempty"`
 	Operation     string     `json:"operation"` // "install" or "uninstall"
