@@ -43,6 +43,8 @@ type Result struct {
 	// Err is the reason when Invalid, or the failure when the enqueue
 	// could not be made (Outcome then empty).
 	Err error
+	// BatchID is the batch a queued task joined.
+	BatchID string
 }
 
 // ErrNoCredentials is the reason of an Invalid outcome for an account
@@ -58,6 +60,16 @@ type BatchOptions struct {
 	DryRun bool
 	// Options are added to every task.
 	Options []asynq.Option
+	// BatchID is the batch the queued tasks join (tasks.NewBatchID);
+	// empty: a batch of their own, made by this call.
+	BatchID string
+	// KeepOpen leaves the batch open for more calls with the same BatchID
+	// (a bulk run's chunks); SealBatch closes it. Otherwise the call seals
+	// it: the batch is done once its tasks all have a final result.
+	KeepOpen bool
+	// CallbackURL receives the batch's webhook events instead of the
+	// default URL (checked by the caller against WIDGETQ_WEBHOOK_HOSTS).
+	CallbackURL string
 }
 
 // InstallMany enqueues many installs, each with its own outcome, in the
@@ -66,8 +78,12 @@ type BatchOptions struct {
 func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidgetPayload, bo BatchOptions) []Result {
 	items := make([]item, len(payloads))
 	opts := append(append([]asynq.Option(nil), p.opts...), bo.Options...)
+	if bo.BatchID == "" && !bo.DryRun {
+		bo.BatchID = tasks.NewBatchID()
+	}
 	for i := range payloads {
 		pl := &payloads[i]
+		pl.BatchID = bo.BatchID
 		if pl.EnqueueID == "" {
 			pl.EnqueueID = tasks.NewEnqueueID()
 		}
@@ -81,8 +97,12 @@ func (p *Producer) InstallMany(ctx context.Context, payloads []tasks.InstallWidg
 func (p *Producer) UninstallMany(ctx context.Context, payloads []tasks.UninstallWidgetPayload, bo BatchOptions) []Result {
 	items := make([]item, len(payloads))
 	opts := append(append([]asynq.Option(nil), p.opts...), bo.Options...)
+	if bo.BatchID == "" && !bo.DryRun {
+		bo.BatchID = tasks.NewBatchID()
+	}
 	for i := range payloads {
 		pl := &payloads[i]
+		pl.BatchID = bo.BatchID
 		if pl.EnqueueID == "" {
 			pl.EnqueueID = tasks.NewEnqueueID()
 		}
@@ -189,7 +209,18 @@ func (p *Producer) many(ctx context.Context, op string, items []item, bo BatchOp
 	// interrupted bulk must not leave queued tasks without a result.
 	markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := p.st.MarkQueuedMany(markCtx, marks); err != nil {
+	bm := store.BatchMarks{ID: bo.BatchID, Seal: !bo.KeepOpen, CallbackURL: bo.CallbackURL, Events: p.events}
+	if len(marks) == 0 && !bo.KeepOpen {
+		bm.ID = "" // nothing joined a batch of its own: there is none
+	}
+	if bm.ID != "" {
+		for i := range out {
+			if out[i].Outcome == Queued && infos[i] != nil {
+				out[i].BatchID = bm.ID
+			}
+		}
+	}
+	if err := p.st.MarkQueuedBatch(markCtx, marks, bm); err != nil {
 		// The tasks are queued: a worker records their results anyway.
 		for i := range out {
 			if out[i].Outcome == Queued && out[i].Err == nil && !bo.DryRun {
@@ -200,8 +231,21 @@ func (p *Producer) many(ctx context.Context, op string, items []item, bo BatchOp
 	return out
 }
 
+// SealBatch says no more tasks will join a batch made open (KeepOpen):
+// it is done once every task in it has a final result.
+func (p *Producer) SealBatch(ctx context.Context, id, callbackURL string) error {
+	return p.st.SealBatch(ctx, store.BatchMarks{ID: id, CallbackURL: callbackURL, Events: p.events})
+}
+
+// EmitEvents makes the batches this producer creates write their
+// batch.completed webhook event (set it where WIDGETQ_WEBHOOK_SECRET is
+// set, as workers do for install events). Call it before the producer is
+// shared.
+func (p *Producer) EmitEvents(on bool) { p.events = on }
+
 // Producer enqueues tasks. It is safe for concurrent use.
 type Producer struct {
+	events bool
 	client *asynq.Client
 	pipe   *autopipe.Client
 	st     *store.Store

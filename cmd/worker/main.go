@@ -76,6 +76,9 @@ Environment only:
   WIDGETQ_SECRET_KEY           32 bytes in base64 (openssl rand -base64 32): seal
                                tokens and widget settings in Redis with AES-256-GCM
   WIDGETQ_SECRET_KEY_PREVIOUS  the key before a rotation, still accepted for reading
+  WIDGETQ_WEBHOOK_SECRET       signs webhook events (HMAC-SHA256): set, the worker
+                               writes each final result's event and delivers them
+  WIDGETQ_WEBHOOK_SECRET_PREVIOUS  the secret before a rotation: signed with both
   WIDGETQ_ADMIN_TOKEN          bearer token for the admin routes but /healthz (required
                                when -admin-addr is not loopback); a comma-separated list
                                accepts any of them, for rotation
@@ -94,6 +97,8 @@ var settings = []config.Setting{
 	{Name: "concurrency", Env: "WIDGETQ_CONCURRENCY", Default: "50", Help: "tasks run at once by this process"},
 	{Name: "rate-per-account", Env: "WIDGETQ_RATE_PER_ACCOUNT", Default: "7", Help: "requests per second to one account, over all workers (Kommo's limit is 7)"},
 	{Name: "rate-per-account-total", Env: "WIDGETQ_RATE_PER_ACCOUNT_TOTAL", Default: "0", Help: "requests per second to one account over all integrations and workers (0: 50, or rate-per-account if higher); rate-per-account is each integration's share"},
+	{Name: "webhook-url", Env: "WIDGETQ_WEBHOOK_URL", Default: "", Help: "where webhook events go (batch callback URLs aside); needs WIDGETQ_WEBHOOK_SECRET"},
+	{Name: "webhook-hosts", Env: "WIDGETQ_WEBHOOK_HOSTS", Default: "", Help: "hosts a batch's callback_url may point to, as WIDGETQ_KOMMO_HOSTS lists them (empty: none)"},
 	{Name: "rate-global", Env: "WIDGETQ_RATE_GLOBAL", Default: "0", Help: "requests per second over all accounts and workers (0: no cap)"},
 	{Name: "queues", Env: "WIDGETQ_QUEUES", Default: tasks.DefaultQueue, Help: "queues to serve, with priorities: name[:weight],…"},
 	{Name: "shards", Env: "WIDGETQ_SHARDS", Default: "1", Help: "each queue is split by account into this many (name-0…name-N-1), as producers were told; all are served"},
@@ -154,6 +159,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		l.Fail("kommo-hosts", "%v", err)
 	}
 	if o.Keys, err = config.Keys(getenv); err != nil {
+		l.Failf("%v", err)
+	}
+	if o.Webhook, err = config.Webhook(l.String("webhook-url"), l.String("webhook-hosts"), getenv); err != nil {
 		l.Failf("%v", err)
 	}
 	if id := l.String("client-id"); id != "" {

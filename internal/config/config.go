@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/widgetq/widgetq/internal/kommohost"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/webhook"
 )
 
 // Setting is one flag and the variable that may set it instead.
@@ -177,4 +179,48 @@ func Shards(v string) (int, error) {
 		return 0, fmt.Errorf("want a positive integer, got %q", v)
 	}
 	return n, nil
+}
+
+// Webhook reads the webhook settings every process shares:
+// WIDGETQ_WEBHOOK_URL, WIDGETQ_WEBHOOK_HOSTS (where a batch's callback URL
+// may point), WIDGETQ_WEBHOOK_SECRET and WIDGETQ_WEBHOOK_SECRET_PREVIOUS
+// (environment only). A URL or hosts without a secret is an error: events
+// are always signed. Errors never hold a secret.
+func Webhook(url, hosts string, getenv func(string) string) (webhook.Config, error) {
+	c := webhook.Config{URL: strings.TrimSpace(url)}
+	secret, prev := getenv("WIDGETQ_WEBHOOK_SECRET"), getenv("WIDGETQ_WEBHOOK_SECRET_PREVIOUS")
+	if secret != "" {
+		c.Secrets = []string{secret}
+		if prev != "" {
+			c.Secrets = append(c.Secrets, prev)
+		}
+	} else if prev != "" {
+		return c, errors.New("WIDGETQ_WEBHOOK_SECRET_PREVIOUS is set without WIDGETQ_WEBHOOK_SECRET")
+	}
+	if c.URL != "" {
+		u, err := neturl.Parse(c.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			return c, fmt.Errorf("webhook-url: want an http(s) URL without credentials, got %.80q", redactURL(c.URL))
+		}
+	}
+	if strings.TrimSpace(hosts) != "" {
+		l, err := kommohost.ParseFor("WIDGETQ_WEBHOOK_HOSTS", hosts)
+		if err != nil {
+			return c, fmt.Errorf("webhook-hosts: %v", strings.TrimPrefix(err.Error(), "WIDGETQ_WEBHOOK_HOSTS: "))
+		}
+		c.Hosts = l
+	}
+	if (c.URL != "" || c.Hosts != nil) && !c.Enabled() {
+		return c, errors.New("WIDGETQ_WEBHOOK_SECRET is required with a webhook URL or hosts: every delivery is signed")
+	}
+	return c, nil
+}
+
+func redactURL(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.IndexAny(u[i+3:], "/?#"); j >= 0 {
+			return u[:i+3+j]
+		}
+	}
+	return u
 }

@@ -31,6 +31,7 @@ const Default = ".kommo.com,.amocrm.ru,.amocrm.com"
 // *List is the Default.
 type List struct {
 	raw      string
+	env      string       // the variable it was read from, for messages
 	suffixes []string     // ".kommo.com": any subdomain of kommo.com
 	exact    []string     // "sandbox.example", "localhost", "127.0.0.1"
 	ips      []netip.Addr // the exact entries that are IP literals
@@ -62,7 +63,21 @@ func Parse(s string) (*List, error) {
 	if strings.TrimSpace(s) == "" {
 		s = Default
 	}
-	l := &List{}
+	return parse(EnvVar, s)
+}
+
+// ParseFor reads a list of other hosts than Kommo's — webhook receivers'
+// (WIDGETQ_WEBHOOK_HOSTS) — by the same rules; env names the variable in
+// errors. An empty s is an error: there is no default.
+func ParseFor(env, s string) (*List, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%s: no host listed", env)
+	}
+	return parse(env, s)
+}
+
+func parse(EnvVar, s string) (*List, error) {
+	l := &List{env: EnvVar}
 	var names []string
 	for _, e := range strings.Split(s, ",") {
 		e = strings.ToLower(strings.TrimSpace(e))
@@ -135,6 +150,20 @@ func (l *List) orDefault() *List {
 		return defaultList
 	}
 	return l
+}
+
+func (l *List) envName() string {
+	if l.env == "" {
+		return EnvVar
+	}
+	return l.env
+}
+
+func (l *List) kind() string {
+	if l.envName() == EnvVar {
+		return "Kommo"
+	}
+	return "webhook"
 }
 
 // String is the list as WIDGETQ_KOMMO_HOSTS would give it.
@@ -213,11 +242,11 @@ func (l *List) Check(raw string) error {
 	}
 	h := host(u.Hostname())
 	if !l.match(h) {
-		return &Error{Host: h, Rule: fmt.Sprintf("is not an allowed Kommo host (%s=%s)", EnvVar, l.raw)}
+		return &Error{Host: h, Rule: fmt.Sprintf("is not an allowed %s host (%s=%s)", l.kind(), l.envName(), l.raw)}
 	}
 	local := l.isLocal(h)
 	if u.Scheme == "http" && !local {
-		return &Error{Host: h, Rule: "needs https (http only for a loopback host, or one listed as http://host, in " + EnvVar + ")"}
+		return &Error{Host: h, Rule: "needs https (http only for a loopback host, or one listed as http://host, in " + l.envName() + ")"}
 	}
 	if p := u.EscapedPath(); p != "" && p != "/" && !local {
 		return &Error{Host: h, Rule: fmt.Sprintf("must be the account's root, without a path (got %.40q)", p)}

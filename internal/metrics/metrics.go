@@ -28,13 +28,15 @@ type Metrics struct {
 	refreshes   *prometheus.CounterVec
 	pauses      prometheus.Counter
 	integTasks  *prometheus.CounterVec
+	webhooks    *prometheus.CounterVec
 
-	mu      sync.Mutex
-	queues  map[[2]string]float64 // (queue, state) → size
-	latency map[string]float64
-	blocked float64
-	paused  float64
-	scraped time.Time
+	mu         sync.Mutex
+	queues     map[[2]string]float64 // (queue, state) → size
+	latency    map[string]float64
+	blocked    float64
+	paused     float64
+	webhookAge float64
+	scraped    time.Time
 }
 
 // New returns collectors registered on a fresh registry, with Go's and
@@ -59,14 +61,19 @@ func New() *Metrics {
 			Help: "Times this worker paused all Kommo traffic: HTML 403 blocks from several accounts at once (an IP block)."}),
 		integTasks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "widgetq_integration_tasks_total",
 			Help: "Task runs by OAuth integration and outcome (as widgetq_tasks_total's)."}, []string{"integration", "outcome"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "widgetq_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by outcome: delivered, retrying, gone (410: stopped), failed (gave up), dropped (no URL)."}, []string{"outcome"}),
 		queues: map[[2]string]float64{}, latency: map[string]float64{},
 	}
-	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, m.pauses, m.integTasks, (*stateCollector)(m),
+	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, m.pauses, m.integTasks, m.webhooks, (*stateCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value is there from the first scrape, at zero:
 	// alerts and dashboards see a series before its first event.
 	for _, r := range []string{"ok", "error"} {
 		m.refreshes.WithLabelValues(r)
+	}
+	for _, o := range []string{"delivered", "retrying", "gone", "failed", "dropped"} {
+		m.webhooks.WithLabelValues(o)
 	}
 	return m
 }
@@ -95,6 +102,14 @@ func (m *Metrics) IntegrationTask(integration, outcome string) {
 		return
 	}
 	m.integTasks.WithLabelValues(integration, outcome).Inc()
+}
+
+// Webhook counts a webhook delivery attempt's outcome.
+func (m *Metrics) Webhook(outcome string) {
+	if m == nil {
+		return
+	}
+	m.webhooks.WithLabelValues(outcome).Inc()
 }
 
 // KommoPaused counts a pause of all Kommo traffic this worker started.
@@ -169,6 +184,7 @@ var (
 	queueLatencyDesc = prometheus.NewDesc("widgetq_queue_latency_seconds", "Age of the oldest pending task of a queue.", []string{"queue"}, nil)
 	blockedDesc      = prometheus.NewDesc("widgetq_blocked_accounts", "Accounts marked blocked by Kommo.", nil, nil)
 	pausedDesc       = prometheus.NewDesc("widgetq_kommo_paused_seconds", "How long all Kommo traffic stays paused (an IP block suspected); 0: not paused.", nil, nil)
+	webhookAgeDesc   = prometheus.NewDesc("widgetq_webhook_oldest_undelivered_seconds", "Age of the oldest webhook event not yet delivered (in the outbox, or waiting in the webhooks queue); 0: none.", nil, nil)
 	scrapeAgeDesc    = prometheus.NewDesc("widgetq_state_age_seconds", "Age of the queue and block figures (read from Redis in the background).", nil, nil)
 )
 
@@ -177,6 +193,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueLatencyDesc
 	ch <- blockedDesc
 	ch <- pausedDesc
+	ch <- webhookAgeDesc
 	ch <- scrapeAgeDesc
 }
 
@@ -194,6 +211,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(blockedDesc, prometheus.GaugeValue, c.blocked)
 	ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, c.paused)
+	ch <- prometheus.MustNewConstMetric(webhookAgeDesc, prometheus.GaugeValue, c.webhookAge)
 	ch <- prometheus.MustNewConstMetric(scrapeAgeDesc, prometheus.GaugeValue, time.Since(c.scraped).Seconds())
 }
 
@@ -203,6 +221,8 @@ type State struct {
 	Blocked int
 	// KommoPausedFor is how long all Kommo traffic stays paused.
 	KommoPausedFor time.Duration
+	// WebhookOldest is the age of the oldest undelivered webhook event.
+	WebhookOldest time.Duration
 }
 
 // Refresh reads the queues' state, and widgetq's through state, now.
@@ -236,7 +256,7 @@ func (m *Metrics) Refresh(insp *asynq.Inspector, queues []string, state func() (
 	defer m.mu.Unlock()
 	m.queues, m.latency, m.scraped = qs, lat, time.Now()
 	if err == nil {
-		m.blocked, m.paused = float64(st.Blocked), st.KommoPausedFor.Seconds()
+		m.blocked, m.paused, m.webhookAge = float64(st.Blocked), st.KommoPausedFor.Seconds(), st.WebhookOldest.Seconds()
 	}
 	return err
 }

@@ -162,3 +162,18 @@ func (s *ResultStore) OutboxLen(ctx context.Context) (int64, error) {
 	n, err := s.rdb.LLen(ctx, s.outboxKey()).Result()
 	return n, redisErr("outbox length", err)
 }
+
+// OutboxOldest returns when the oldest event in the outbox was written
+// (zero: none waits).
+func (s *ResultStore) OutboxOldest(ctx context.Context) (time.Time, error) {
+	raw, err := s.rdb.LIndex(ctx, s.outboxKey(), -1).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, redisErr("outbox", err)
+	}
+	var e OutboxEntry
+	_ = json.Unmarshal([]byte(raw), &e)
+	return e.At, nil
+}

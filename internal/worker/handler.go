@@ -27,6 +27,7 @@ import (
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/webhook"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -95,6 +96,9 @@ type Config struct {
 	// Producer queues the install-on-connect widgets of an account that
 	// connected (nil: they are not queued, and a warning says so).
 	Producer *producer.Producer
+	// Events writes each final result's webhook event to the outbox with
+	// the result (set when WIDGETQ_WEBHOOK_SECRET is).
+	Events bool
 }
 
 // WithDefaults fills the zero fields.
@@ -263,7 +267,9 @@ type attempt struct {
 	// rehomed is set once the attempt asked Kommo for the account's
 	// current subdomain.
 	rehomed bool
-	mu      sync.Mutex
+	// batch is the task's batch ("": none).
+	batch string
+	mu    sync.Mutex
 }
 
 // taskType is the attempt's asynq task type.
@@ -336,6 +342,7 @@ func (h *Handler) HandleInstall(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	a.batch = p.BatchID
 	if a.prepErr != nil {
 		return h.finish(ctx, a, a.prepErr, start)
 	}
@@ -357,6 +364,7 @@ func (h *Handler) HandleUninstall(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	a.batch = p.BatchID
 	if a.prepErr != nil {
 		return h.finish(ctx, a, a.prepErr, start)
 	}
@@ -590,6 +598,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 		if a.widget != nil {
 			r.WidgetID, r.WidgetVersion = a.widget.ID, string(a.widget.Version)
 		}
+		h.event(r, true)
 		if rerr := h.st.Record(ctx, r); rerr != nil {
 			// The install happened; a retry finds it active.
 			return fmt.Errorf("%s: record result: %w", ClassInternal, rerr)
@@ -610,6 +619,7 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 	}
 	if v.outcome == failed {
 		r.FinishedAt = time.Now().UTC()
+		h.event(r, false)
 	}
 	if rerr := h.st.Record(ctx, r); rerr != nil {
 		h.cfg.Logger.Error("could not record result", "account", a.account, "widget", a.code, "error", rerr)
@@ -631,6 +641,18 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 		return &retry.DeferError{Delay: v.delay, Reason: fmt.Sprintf("Kommo answered 429 for account %d", a.account)}
 	}
 	return err
+}
+
+// event attaches a final result's webhook event, written with the result.
+func (h *Handler) event(r *store.Result, succeeded bool) {
+	if !h.cfg.Events {
+		return
+	}
+	d := webhook.TaskData{AccountID: r.AccountID, WidgetCode: r.WidgetCode, Integration: store.IntegrationOf(r.Integration), Status: string(r.Status), BatchID: r.BatchID}
+	if r.LastError != nil {
+		d.Class, d.Detail = r.LastError.Class, r.LastError.Detail
+	}
+	r.Event = webhook.TaskEvent(r.Operation, r.EnqueueID, succeeded, d, time.Now())
 }
 
 // count counts a run's outcome, by task type and class, and by
@@ -663,7 +685,8 @@ func (h *Handler) markBlocked(ctx context.Context, a *attempt, err error, info *
 }
 
 func (h *Handler) resultBase(a *attempt) *store.Result {
-	r := &store.Result{AccountID: a.account, WidgetCode: a.code, Integration: a.integ, Operation: a.op, TaskID: a.taskID, Queue: a.queue, EnqueueID: a.enqueueID}
+	r := &store.Result{AccountID: a.account, WidgetCode: a.code, Integration: a.integ, Operation: a.op, TaskID: a.taskID, Queue: a.queue, EnqueueID: a.enqueueID,
+		BatchID: a.batch}
 	if a.prev != nil && a.prev.EnqueueID == a.enqueueID {
 		r.Attempts = a.prev.Attempts
 		r.QueuedAt = a.prev.QueuedAt

@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/widgetq/widgetq/internal/retry"
+	"github.com/widgetq/widgetq/internal/webhook"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -55,11 +56,16 @@ func NewServer(opt asynq.RedisConnOpt, h *Handler, cfg ServerConfig) (*asynq.Ser
 		Queues:                   cfg.Queues,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		DelayedTaskCheckInterval: cfg.DelayedCheck,
-		RetryDelayFunc:           func(n int, err error, _ *asynq.Task) time.Duration { return policy.Delay(n, err) },
-		IsFailure:                retry.IsFailure,
-		Logger:                   asynqLogger{cfg.Logger},
-		LogLevel:                 asynq.InfoLevel,
-		HealthCheckFunc:          cfg.HealthCheck,
+		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
+			if t != nil && t.Type() == webhook.TypeDeliver {
+				return webhook.Delay(n) // 1 s doubling, up to 24 h
+			}
+			return policy.Delay(n, err)
+		},
+		IsFailure:       retry.IsFailure,
+		Logger:          asynqLogger{cfg.Logger},
+		LogLevel:        asynq.InfoLevel,
+		HealthCheckFunc: cfg.HealthCheck,
 	})
 	mux := asynq.NewServeMux()
 	h.Register(mux)

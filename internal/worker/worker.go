@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/pprof"
@@ -24,6 +25,7 @@ import (
 	"github.com/widgetq/widgetq/internal/replay"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/webhook"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -61,6 +63,10 @@ type Options struct {
 	DebugAddr string
 	// Display names the Redis in logs (no password).
 	Display string
+	// Webhook signs and delivers events (off without a secret): the
+	// worker then writes each final result's event with it, relays the
+	// outbox into the webhooks queue and serves that queue.
+	Webhook webhook.Config
 }
 
 // Validate names the first setting out of range, by its flag's name.
@@ -167,6 +173,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opt asynq.RedisConnOpt,
 	}
 	hc := o.Handler
 	hc.Metrics = w.m
+	hc.Events = o.Webhook.Enabled()
 	if hc.Producer == nil {
 		// Installs queued on an account's connection.
 		w.prod = producer.New(rdb, o.Prefix)
@@ -225,14 +232,32 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	queuesServed := w.opts.Queues
+	if w.opts.Webhook.Enabled() {
+		queuesServed = maps.Clone(w.opts.Queues)
+		if queuesServed == nil {
+			queuesServed = map[string]int{tasks.DefaultQueue: 1}
+		}
+		if _, ok := queuesServed[webhook.Queue]; !ok {
+			queuesServed[webhook.Queue] = 1
+		}
+	}
 	srv, mux := NewServer(w.opt, w.h, ServerConfig{
-		Concurrency: w.opts.Concurrency, Queues: w.opts.Queues, ShutdownTimeout: w.opts.ShutdownTimeout, Logger: w.log,
+		Concurrency: w.opts.Concurrency, Queues: queuesServed, ShutdownTimeout: w.opts.ShutdownTimeout, Logger: w.log,
 		HealthCheck: func(err error) {
 			if err != nil {
 				w.log.Error("Redis health check failed", "redis", w.opts.Display, "error", err)
 			}
 		},
 	})
+	if w.opts.Webhook.Enabled() {
+		wc := w.opts.Webhook
+		wc.Logger, wc.Count = w.log, w.m.Webhook
+		mux.HandleFunc(webhook.TypeDeliver, webhook.NewDeliverer(wc).Handle)
+		relay := &webhook.Relay{Outbox: w.st, Client: asynq.NewClientFromRedisClient(w.rdb), Config: wc}
+		wg.Add(1)
+		go func() { defer wg.Done(); relay.Loop(ctx, 250*time.Millisecond) }()
+	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -316,7 +341,16 @@ func (w *Worker) serveAdmin(ctx context.Context, wg *sync.WaitGroup, insp *asynq
 				return metrics.State{}, err
 			}
 			p, err := w.st.KommoPaused(ctx)
-			return metrics.State{Blocked: n, KommoPausedFor: p.For(time.Now())}, err
+			st := metrics.State{Blocked: n, KommoPausedFor: p.For(time.Now())}
+			if w.opts.Webhook.Enabled() {
+				if at, oerr := w.st.OutboxOldest(ctx); oerr == nil && !at.IsZero() {
+					st.WebhookOldest = time.Since(at)
+				}
+				if qi, qerr := insp.GetQueueInfo(webhook.Queue); qerr == nil {
+					st.WebhookOldest = max(st.WebhookOldest, qi.Latency)
+				}
+			}
+			return st, err
 		})
 	}()
 	return nil
