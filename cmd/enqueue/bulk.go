@@ -135,9 +135,14 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 	var st bulk.Stats
 	start := time.Now()
 	stopProgress := a.progress(&st, counted, size, o.noProgress, start)
+	// The whole run is one batch, sealed once every line is in.
+	batchID := ""
+	if !o.dryRun {
+		batchID = tasks.NewBatchID()
+	}
 	readErr, enqErr := bulk.Load(ctx, a.prod, rd, bulk.LoadOptions{
 		Batch: o.batch, Parallel: o.parallel, RedisWait: o.redisWait, Reject: rw.write,
-		Enqueue: producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun, Options: taskOpts},
+		Enqueue: producer.BatchOptions{RequireAccounts: true, DryRun: o.dryRun, Options: taskOpts, BatchID: batchID, KeepOpen: true},
 		Retrying: func(n int, err error) {
 			a.warnRedis.Do(func() {
 				fmt.Fprintf(a.stderr, "Redis did not take %d lines (%v): retrying with backoff for up to %s\n", n, err, o.redisWait)
@@ -156,6 +161,15 @@ func (a *app) runBulk(ctx context.Context, arg string, o bulkOptions) error {
 		name, st.Lines.Load(), elapsed.Seconds(), rate, verb, st.Queued.Load(), st.Already.Load(), st.Rejected.Load())
 	if n := st.Failed.Load(); n > 0 {
 		fmt.Fprintf(a.stdout, ", not enqueued %d", n)
+	}
+	if batchID != "" {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		serr := a.prod.SealBatch(sctx, batchID, "")
+		cancel()
+		fmt.Fprintf(a.stdout, "; batch %s", batchID)
+		if serr != nil {
+			fmt.Fprintf(a.stderr, "batch %s could not be sealed (%v): it will not report done\n", batchID, serr)
+		}
 	}
 	fmt.Fprintln(a.stdout)
 	if n := st.Unmarked.Load(); n > 0 {

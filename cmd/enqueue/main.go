@@ -32,6 +32,7 @@ import (
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/webhook"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -80,6 +81,9 @@ type app struct {
 	rdb  redis.UniversalClient
 	st   *store.Store
 	prod *producer.Producer
+	// webhook is WIDGETQ_WEBHOOK_*: batches write events when enabled;
+	// serve checks callback URLs against its hosts.
+	webhook webhook.Config
 	// warnRedis says once that Redis is failing and being retried.
 	warnRedis sync.Once
 }
@@ -143,6 +147,10 @@ func (a *app) connect(ctx context.Context) error {
 	}
 	a.prod = producer.New(a.rdb, prefix, asynq.Queue(a.queueName()))
 	a.prod.Shard(a.queueName(), shards)
+	if a.webhook, err = config.Webhook(a.getenv("WIDGETQ_WEBHOOK_URL"), a.getenv("WIDGETQ_WEBHOOK_HOSTS"), a.getenv); err != nil {
+		return &usageError{err}
+	}
+	a.prod.EmitEvents(a.webhook.Enabled())
 	if keys.Enabled() {
 		key, _ := seal.ParseKey(a.getenv("WIDGETQ_SECRET_KEY"))
 		if err := a.prod.SealSettings(key); err != nil {
@@ -236,7 +244,7 @@ Exit codes: 0 success, 1 failure (or rejected lines), 2 usage error.`,
 	root.PersistentFlags().StringVar(&a.queue, "queue", "", "queue for new tasks (default $WIDGETQ_QUEUE, else widgets)")
 	root.PersistentFlags().IntVar(&a.shards, "shards", 0, "split the queue into this many, by account, as workers started with -shards do (default $WIDGETQ_SHARDS, else 1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newAccountsCmd(a), newIntegrationsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newReplayCmd(a), newSecretsCmd(a), newServeCmd(a))
+	root.AddCommand(newAccountsCmd(a), newIntegrationsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newBatchesCmd(a), newReplayCmd(a), newSecretsCmd(a), newServeCmd(a))
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

@@ -123,6 +123,7 @@ type resultFilter struct {
 	class   string
 	since   time.Time
 	integ   string
+	batch   string
 }
 
 func (f resultFilter) match(r *store.Result) bool {
@@ -130,6 +131,9 @@ func (f resultFilter) match(r *store.Result) bool {
 		return false
 	}
 	if f.integ != "" && store.IntegrationOf(r.Integration) != f.integ {
+		return false
+	}
+	if f.batch != "" && r.BatchID != f.batch {
 		return false
 	}
 	if f.class != "" && (r.LastError == nil || r.LastError.Class != f.class) {
@@ -167,7 +171,7 @@ func newResultsCmd(a *app) *cobra.Command {
 	var f resultFilter
 	var format string
 	cmd := &cobra.Command{
-		Use:   "results [--account ID] [--widget CODE] [--integration NAME] [--status S] [--format table|jsonl|csv]",
+		Use:   "results [--account ID] [--widget CODE] [--integration NAME] [--batch ID] [--status S] [--format table|jsonl|csv]",
 		Short: "Show the result of every account's install (no secrets)",
 		Long: `Shows one record per (account, widget): status, attempts, and the last
 error's class, HTTP status, title, detail and Kommo request ID.
@@ -221,6 +225,7 @@ Statuses: queued, retrying, installed, already_installed, failed, uninstalled.`,
 	fl.StringVar(&f.widget, "widget", "", "only this widget code")
 	fl.StringVar(&f.status, "status", "", "only this status")
 	fl.StringVar(&f.integ, "integration", "", "only this integration's (default's include results from before integrations)")
+	fl.StringVar(&f.batch, "batch", "", "only this batch's (enqueue batches list)")
 	fl.StringVar(&format, "format", "table", "table, jsonl or csv")
 	return cmd
 }

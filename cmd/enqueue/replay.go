@@ -22,7 +22,7 @@ type replayOptions struct {
 func newReplayCmd(a *app) *cobra.Command {
 	var o replayOptions
 	cmd := &cobra.Command{
-		Use:   "replay [--account ID] [--widget CODE] [--integration NAME] [--class C] [--since T] [--all] [--dry-run]",
+		Use:   "replay [--account ID] [--widget CODE] [--integration NAME] [--batch ID] [--class C] [--since T] [--all] [--dry-run]",
 		Short: "Queue failed tasks again, with their full retry budget",
 		Long: `Queues again the failed tasks the filters select (or every failed task
 with --all), each as a fresh task with its whole retry budget — asynq's own
@@ -45,8 +45,8 @@ interrupted loses no task: the next replay (or this one's retry) finishes it.`,
 				}
 				o.since = t
 			}
-			if !o.all && o.account == 0 && o.widget == "" && o.class == "" && o.integ == "" && o.since.IsZero() {
-				return usagef("replay needs a filter (--account, --widget, --integration, --class, --since) or --all")
+			if !o.all && o.account == 0 && o.widget == "" && o.class == "" && o.integ == "" && o.batch == "" && o.since.IsZero() {
+				return usagef("replay needs a filter (--account, --widget, --integration, --batch, --class, --since) or --all")
 			}
 			return a.replay(cmd.Context(), o)
 		},
@@ -56,6 +56,7 @@ interrupted loses no task: the next replay (or this one's retry) finishes it.`,
 	f.StringVar(&o.widget, "widget", "", "only this widget code")
 	f.StringVar(&o.class, "class", "", "only failures of this class")
 	f.StringVar(&o.integ, "integration", "", "only this integration's failures")
+	f.StringVar(&o.batch, "batch", "", "only this batch's failures (the batch reopens)")
 	f.StringVar(&o.sinceRaw, "since", "", "only failures recorded since: RFC 3339 or a duration like 2h")
 	f.BoolVar(&o.all, "all", false, "every failed task")
 	f.BoolVar(&o.dryRun, "dry-run", false, "show what would be replayed, change nothing")

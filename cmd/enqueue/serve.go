@@ -29,6 +29,7 @@ func newServeCmd(a *app) *cobra.Command {
   POST /v1/uninstalls             one uninstall, or an array
   GET  /v1/accounts/{id}/results  the account's results
   PUT  /v1/accounts/{id}          the account's credentials
+  GET  /v1/batches/{id}           a batch's counts, and whether it is done
   GET  /oauth/callback            Kommo's install redirect (no token)
   GET  /oauth/revoked             Kommo's revoke hook (no token)
 
@@ -57,7 +58,7 @@ are those registered with 'enqueue integrations add', and KOMMO_CLIENT_ID
 				return fmt.Errorf("serve: %w", err)
 			}
 			log := slog.New(slog.NewJSONHandler(a.stderr, nil))
-			api := &httpapi.Server{Prod: a.prod, Store: a.st, Tokens: tokens, MaxBody: maxBody, MaxItems: maxItems, Logger: log}
+			api := &httpapi.Server{Prod: a.prod, Store: a.st, Tokens: tokens, MaxBody: maxBody, MaxItems: maxItems, Logger: log, Webhook: a.webhook}
 			if id := a.getenv("KOMMO_CLIENT_ID"); id != "" {
 				api.Default = &store.Integration{Name: store.DefaultIntegration, ClientID: id, ClientSecret: a.getenv("KOMMO_CLIENT_SECRET"),
 					RedirectURI: a.getenv("KOMMO_REDIRECT_URI")}

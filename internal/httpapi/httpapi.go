@@ -5,6 +5,7 @@
 //	POST /v1/uninstalls            one uninstall or an array
 //	GET  /v1/accounts/{id}/results the account's results
 //	PUT  /v1/accounts/{id}         the account's credentials
+//	GET  /v1/batches/{id}          a batch's counts, and whether it is done
 //	GET  /oauth/callback           Kommo's install redirect (no token)
 //	GET  /oauth/revoked            Kommo's revoke hook (no token)
 //
@@ -28,6 +29,7 @@ import (
 	"github.com/widgetq/widgetq/internal/bearer"
 	"github.com/widgetq/widgetq/internal/bulk"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/webhook"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -56,16 +58,19 @@ type Server struct {
 	Default *store.Integration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Webhook says whether batches may carry a callback_url, and where it
+	// may point.
+	Webhook webhook.Config
 }
 
 // Routes are the API's method-and-path patterns (api/openapi.yaml has
 // each, and a test holds them to it).
-var Routes = []string{"POST /v1/installs", "POST /v1/uninstalls", "GET /v1/accounts/{id}/results", "PUT /v1/accounts/{id}"}
+var Routes = []string{"POST /v1/installs", "POST /v1/uninstalls", "GET /v1/accounts/{id}/results", "PUT /v1/accounts/{id}", "GET /v1/batches/{id}"}
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	api := http.NewServeMux()
-	for i, h := range []http.HandlerFunc{s.installs, s.uninstalls, s.results, s.putAccount} {
+	for i, h := range []http.HandlerFunc{s.installs, s.uninstalls, s.results, s.putAccount, s.getBatch} {
 		api.HandleFunc(Routes[i], h)
 	}
 	mux := http.NewServeMux()
@@ -159,10 +164,15 @@ type ItemResult struct {
 	Outcome string `json:"outcome"` // queued, already_queued, invalid, error
 	TaskID  string `json:"task_id,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// BatchID is the batch a queued item joined.
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // Batch is the answer to an array.
 type Batch struct {
+	// BatchID is the batch the queued items joined (GET /v1/batches/{id});
+	// absent when none was queued.
+	BatchID string         `json:"batch_id,omitempty"`
 	Results []ItemResult   `json:"results"`
 	Counts  map[string]int `json:"counts"`
 }
@@ -183,17 +193,24 @@ func (s *Server) answer(w http.ResponseWriter, many bool, res []ItemResult) {
 	b := Batch{Results: res, Counts: map[string]int{}}
 	for _, r := range res {
 		b.Counts[r.Outcome]++
+		if r.BatchID != "" {
+			b.BatchID = r.BatchID
+		}
 	}
 	writeJSON(w, http.StatusOK, b)
 }
 
 func (s *Server) installs(w http.ResponseWriter, r *http.Request) {
+	cb, ok := s.callback(w, r)
+	if !ok {
+		return
+	}
 	items, many, ok := s.body(w, r)
 	if !ok {
 		return
 	}
 	s.answer(w, many, batch(s, items, bulk.ParseJSONLine, func(p []tasks.InstallWidgetPayload) []producer.Result {
-		return s.Prod.InstallMany(r.Context(), p, producer.BatchOptions{RequireAccounts: true})
+		return s.Prod.InstallMany(r.Context(), p, producer.BatchOptions{RequireAccounts: true, CallbackURL: cb})
 	}))
 }
 
@@ -222,7 +239,7 @@ func batch[P any](s *Server, items []json.RawMessage, parse func([]byte) (P, str
 }
 
 func (s *Server) itemResult(i int, out producer.Result) ItemResult {
-	ir := ItemResult{Index: i, Outcome: string(out.Outcome), TaskID: out.TaskID}
+	ir := ItemResult{Index: i, Outcome: string(out.Outcome), TaskID: out.TaskID, BatchID: out.BatchID}
 	switch {
 	case out.Outcome == producer.Invalid:
 		ir.Error = out.Err.Error()
@@ -236,13 +253,54 @@ func (s *Server) itemResult(i int, out producer.Result) ItemResult {
 }
 
 func (s *Server) uninstalls(w http.ResponseWriter, r *http.Request) {
+	cb, ok := s.callback(w, r)
+	if !ok {
+		return
+	}
 	items, many, ok := s.body(w, r)
 	if !ok {
 		return
 	}
 	s.answer(w, many, batch(s, items, parseUninstall, func(p []tasks.UninstallWidgetPayload) []producer.Result {
-		return s.Prod.UninstallMany(r.Context(), p, producer.BatchOptions{RequireAccounts: true})
+		return s.Prod.UninstallMany(r.Context(), p, producer.BatchOptions{RequireAccounts: true, CallbackURL: cb})
 	}))
+}
+
+// callback reads the batch's optional callback_url (a query parameter):
+// it must be on WIDGETQ_WEBHOOK_HOSTS, and webhooks must be on.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) (string, bool) {
+	cb := r.URL.Query().Get("callback_url")
+	if cb == "" {
+		return "", true
+	}
+	if !s.Webhook.Enabled() {
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid", "callback_url: webhooks are off here (no WIDGETQ_WEBHOOK_SECRET)")
+		return "", false
+	}
+	if err := s.Webhook.CheckCallback(cb); err != nil {
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid", err.Error())
+		return "", false
+	}
+	return cb, true
+}
+
+// getBatch answers GET /v1/batches/{id}.
+func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !tasks.ValidBatchID(id) {
+		writeProblem(w, http.StatusBadRequest, "malformed", fmt.Sprintf("id: %.40q is not a batch ID", id))
+		return
+	}
+	b, err := s.Store.Batch(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeProblem(w, http.StatusNotFound, "not-found", "id: no batch "+id+" (never made, or expired)")
+		return
+	}
+	if err != nil {
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Redis failed; ask again")
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
 }
 
 // parseUninstall reads {account_id, widget_code}, nothing else, or says

@@ -26,6 +26,7 @@ type Journal interface {
 	JournalDel(ctx context.Context, taskID string) error
 	JournalAll(ctx context.Context) ([]store.JournalEntry, error)
 	MarkQueued(ctx context.Context, q store.Queued) (bool, error)
+	MarkQueuedBatch(ctx context.Context, qs []store.Queued, bm store.BatchMarks) error
 }
 
 // Replayer replays on one Redis and store.
@@ -103,7 +104,7 @@ func (p *Replayer) requeue(ctx context.Context, e store.JournalEntry) error {
 	var t *asynq.Task
 	var op string
 	var account int64
-	var code, enqueueID string
+	var code, enqueueID, batch, integ string
 	switch e.Type {
 	case tasks.TypeInstallWidget:
 		p, err := tasks.DecodeInstallWidget(e.Payload)
@@ -115,7 +116,7 @@ func (p *Replayer) requeue(ctx context.Context, e store.JournalEntry) error {
 		if err != nil {
 			return err
 		}
-		op, account, code, enqueueID = "install", p.AccountID, p.WidgetCode, p.EnqueueID
+		op, account, code, enqueueID, batch, integ = "install", p.AccountID, p.WidgetCode, p.EnqueueID, p.BatchID, p.Integration
 	case tasks.TypeUninstallWidget:
 		p, err := tasks.DecodeUninstallWidget(e.Payload)
 		if err != nil {
@@ -126,7 +127,7 @@ func (p *Replayer) requeue(ctx context.Context, e store.JournalEntry) error {
 		if err != nil {
 			return err
 		}
-		op, account, code, enqueueID = "uninstall", p.AccountID, p.WidgetCode, p.EnqueueID
+		op, account, code, enqueueID, batch, integ = "uninstall", p.AccountID, p.WidgetCode, p.EnqueueID, p.BatchID, p.Integration
 	default:
 		return fmt.Errorf("unknown task type %q", e.Type)
 	}
@@ -134,7 +135,13 @@ func (p *Replayer) requeue(ctx context.Context, e store.JournalEntry) error {
 	if _, err := client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return err
 	}
-	if _, err := p.Store.MarkQueued(ctx, store.Queued{Op: op, Queue: e.Queue, AccountID: account, Code: code, TaskID: e.TaskID, EnqueueID: enqueueID}); err != nil {
+	q := store.Queued{Op: op, Queue: e.Queue, AccountID: account, Code: code, TaskID: e.TaskID, EnqueueID: enqueueID, Integration: integ}
+	if batch != "" {
+		// Back in its batch, which reopens until the task is final again.
+		if err := p.Store.MarkQueuedBatch(ctx, []store.Queued{q}, store.BatchMarks{ID: batch}); err != nil {
+			return err
+		}
+	} else if _, err := p.Store.MarkQueued(ctx, q); err != nil {
 		return err
 	}
 	return p.Store.JournalDel(ctx, e.TaskID)

@@ -73,20 +73,20 @@ func (h *Handler) Reconcile(ctx context.Context, insp *asynq.Inspector, queues [
 
 func (h *Handler) reconcileOne(ctx context.Context, queue string, ti *asynq.TaskInfo) (bool, error) {
 	var account int64
-	var code, enqueueID, op string
+	var code, enqueueID, op, batch, integ string
 	switch ti.Type {
 	case tasks.TypeInstallWidget:
 		p, err := tasks.DecodeInstallWidget(ti.Payload)
 		if err != nil {
 			return false, nil // archived as invalid: no account to record for
 		}
-		account, code, enqueueID, op = p.AccountID, p.WidgetCode, p.EnqueueID, "install"
+		account, code, enqueueID, op, batch, integ = p.AccountID, p.WidgetCode, p.EnqueueID, "install", p.BatchID, p.Integration
 	case tasks.TypeUninstallWidget:
 		p, err := tasks.DecodeUninstallWidget(ti.Payload)
 		if err != nil {
 			return false, nil
 		}
-		account, code, enqueueID, op = p.AccountID, p.WidgetCode, p.EnqueueID, "uninstall"
+		account, code, enqueueID, op, batch, integ = p.AccountID, p.WidgetCode, p.EnqueueID, "uninstall", p.BatchID, p.Integration
 	default:
 		return false, nil
 	}
@@ -103,10 +103,12 @@ func (h *Handler) reconcileOne(ctx context.Context, queue string, ti *asynq.Task
 	detail := fmt.Sprintf("asynq archived the task without a verdict from widgetq (the worker running its last attempt stopped; asynq says: %s); whether Kommo acted is unknown until a replay asks",
 		firstNonEmpty(ti.LastErr, "nothing"))
 	now := time.Now().UTC()
-	r := &store.Result{AccountID: account, WidgetCode: code, Operation: op, TaskID: ti.ID, Queue: queue, EnqueueID: enqueueID,
+	r := &store.Result{AccountID: account, WidgetCode: code, Operation: op, TaskID: ti.ID, Queue: queue, EnqueueID: enqueueID, BatchID: batch,
+		Integration: firstNonEmpty(prev.Integration, integ),
 		Status: store.StatusFailed, Attempts: prev.Attempts, QueuedAt: prev.QueuedAt, CreatedAt: prev.CreatedAt,
 		WidgetID: prev.WidgetID, WidgetVersion: prev.WidgetVersion, FinishedAt: now,
 		LastError: &store.ErrorInfo{Class: ClassInterrupted, At: now, Detail: truncate(kommo.Redact(detail), 1000)}}
+	h.event(r, false) // install.failed: the batch and its backend hear of it too
 	wrote, err := h.st.RecordUnfinished(ctx, r)
 	if wrote {
 		h.cfg.Logger.Warn("reconciled an archived task", "op", op, "account", account, "widget", code, "task_id", ti.ID, "class", ClassInterrupted)
