@@ -184,10 +184,10 @@ func Shards(v string) (int, error) {
 // Webhook reads the webhook settings every process shares:
 // WIDGETQ_WEBHOOK_URL, WIDGETQ_WEBHOOK_HOSTS (where a batch's callback URL
 // may point), WIDGETQ_WEBHOOK_SECRET and WIDGETQ_WEBHOOK_SECRET_PREVIOUS
-// (environment only). A URL or hosts without a secret is an error: events
+// (environment only), WIDGETQ_WEBHOOK_QUEUE (default webhooks). A URL or hosts without a secret is an error: events
 // are always signed. Errors never hold a secret.
 func Webhook(url, hosts string, getenv func(string) string) (webhook.Config, error) {
-	c := webhook.Config{URL: strings.TrimSpace(url)}
+	c := webhook.Config{URL: strings.TrimSpace(url), Queue: strings.TrimSpace(getenv("WIDGETQ_WEBHOOK_QUEUE"))}
 	secret, prev := getenv("WIDGETQ_WEBHOOK_SECRET"), getenv("WIDGETQ_WEBHOOK_SECRET_PREVIOUS")
 	if secret != "" {
 		c.Secrets = []string{secret}

@@ -32,6 +32,7 @@ const Default = ".kommo.com,.amocrm.ru,.amocrm.com"
 type List struct {
 	raw      string
 	env      string       // the variable it was read from, for messages
+	urls     bool         // any path and query allowed (receivers' URLs, not account roots)
 	suffixes []string     // ".kommo.com": any subdomain of kommo.com
 	exact    []string     // "sandbox.example", "localhost", "127.0.0.1"
 	ips      []netip.Addr // the exact entries that are IP literals
@@ -73,7 +74,11 @@ func ParseFor(env, s string) (*List, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, fmt.Errorf("%s: no host listed", env)
 	}
-	return parse(env, s)
+	l, err := parse(env, s)
+	if l != nil {
+		l.urls = true // a receiver's URL has its own path and query
+	}
+	return l, err
 }
 
 func parse(EnvVar, s string) (*List, error) {
@@ -237,7 +242,7 @@ func (l *List) Check(raw string) error {
 		return &Error{Rule: fmt.Sprintf("scheme must be https, got %.20q", u.Scheme)}
 	case u.Host == "" || u.Hostname() == "":
 		return &Error{Rule: "has no host"}
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+	case (u.RawQuery != "" || u.ForceQuery) && !l.urls, u.Fragment != "":
 		return &Error{Rule: "must not carry a query or fragment"}
 	}
 	h := host(u.Hostname())
@@ -248,7 +253,7 @@ func (l *List) Check(raw string) error {
 	if u.Scheme == "http" && !local {
 		return &Error{Host: h, Rule: "needs https (http only for a loopback host, or one listed as http://host, in " + l.envName() + ")"}
 	}
-	if p := u.EscapedPath(); p != "" && p != "/" && !local {
+	if p := u.EscapedPath(); p != "" && p != "/" && !local && !l.urls {
 		return &Error{Host: h, Rule: fmt.Sprintf("must be the account's root, without a path (got %.40q)", p)}
 	}
 	return nil

@@ -22,7 +22,7 @@ import (
 // Delivery task: one event to one URL.
 const (
 	TypeDeliver = "webhook:deliver"
-	// Queue is the queue deliveries wait in, away from installs.
+	// Queue is the default queue deliveries wait in, away from installs.
 	Queue = "webhooks"
 	// MaxRetry: backoff from 1 s doubling to 24 h, then daily: about
 	// a week of trying.
@@ -31,6 +31,8 @@ const (
 
 // Config is a process's webhook settings.
 type Config struct {
+	// Queue is the delivery queue (default Queue).
+	Queue string
 	// URL receives every event whose batch has no callback URL ("":
 	// those are dropped, counted).
 	URL string
@@ -64,6 +66,14 @@ func (c Config) CheckCallback(u string) error {
 		return fmt.Errorf("callback_url: %w", err)
 	}
 	return nil
+}
+
+// QueueName is the delivery queue.
+func (c Config) QueueName() string {
+	if c.Queue == "" {
+		return Queue
+	}
+	return c.Queue
 }
 
 func (c Config) logger() *slog.Logger {
@@ -122,7 +132,7 @@ func (r *Relay) Once(ctx context.Context, n int) (int, error) {
 			r.Config.count("dropped") // no WIDGETQ_WEBHOOK_URL and no callback URL
 		default:
 			b, _ := json.Marshal(payload{Event: e.Event, URL: url, At: e.At})
-			_, err := r.Client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, b), asynq.TaskID("webhook:"+id), asynq.Queue(Queue),
+			_, err := r.Client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, b), asynq.TaskID("webhook:"+id), asynq.Queue(r.Config.QueueName()),
 				asynq.MaxRetry(MaxRetry), asynq.Timeout(time.Minute), asynq.Retention(24*time.Hour))
 			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 				r.ack(ctx, done)

@@ -105,7 +105,7 @@ func (h *Handler) reconcileOne(ctx context.Context, queue string, ti *asynq.Task
 	now := time.Now().UTC()
 	r := &store.Result{AccountID: account, WidgetCode: code, Operation: op, TaskID: ti.ID, Queue: queue, EnqueueID: enqueueID, BatchID: batch,
 		Integration: firstNonEmpty(prev.Integration, integ),
-		Status: store.StatusFailed, Attempts: prev.Attempts, QueuedAt: prev.QueuedAt, CreatedAt: prev.CreatedAt,
+		Status:      store.StatusFailed, Attempts: prev.Attempts, QueuedAt: prev.QueuedAt, CreatedAt: prev.CreatedAt,
 		WidgetID: prev.WidgetID, WidgetVersion: prev.WidgetVersion, FinishedAt: now,
 		LastError: &store.ErrorInfo{Class: ClassInterrupted, At: now, Detail: truncate(kommo.Redact(detail), 1000)}}
 	h.event(r, false) // install.failed: the batch and its backend hear of it too

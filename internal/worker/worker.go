@@ -238,8 +238,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		if queuesServed == nil {
 			queuesServed = map[string]int{tasks.DefaultQueue: 1}
 		}
-		if _, ok := queuesServed[webhook.Queue]; !ok {
-			queuesServed[webhook.Queue] = 1
+		if _, ok := queuesServed[w.opts.Webhook.QueueName()]; !ok {
+			queuesServed[w.opts.Webhook.QueueName()] = 1
 		}
 	}
 	srv, mux := NewServer(w.opt, w.h, ServerConfig{
@@ -346,7 +346,7 @@ func (w *Worker) serveAdmin(ctx context.Context, wg *sync.WaitGroup, insp *asynq
 				if at, oerr := w.st.OutboxOldest(ctx); oerr == nil && !at.IsZero() {
 					st.WebhookOldest = time.Since(at)
 				}
-				if qi, qerr := insp.GetQueueInfo(webhook.Queue); qerr == nil {
+				if qi, qerr := insp.GetQueueInfo(w.opts.Webhook.QueueName()); qerr == nil {
 					st.WebhookOldest = max(st.WebhookOldest, qi.Latency)
 				}
 			}
