@@ -187,7 +187,11 @@ func (l *Buffer) Write(p []byte) (int, error) {
 func (l *Buffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // Bytes is what was written so far.
-func (l *Buffer) Bytes() []byte { l.mu.Lock(); defer l.mu.Unlock(); return append([]byte(nil), l.b.Bytes()...) }
+func (l *Buffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b.Bytes()...)
+}
 
 // Run starts bin with env and args; the process is killed when the test
 // ends, and its output's tail logged if the test failed.
