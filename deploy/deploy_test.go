@@ -308,7 +308,7 @@ func TestAlertsAndDashboardUseRealMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"widgetq_queue_latency_seconds", "widgetq_tasks_total", "widgetq_blocked_accounts", "widgetq_kommo_rate_limited_total"} {
+	for _, want := range []string{"widgetq_queue_latency_seconds", "widgetq_tasks_total", "widgetq_blocked_accounts", "widgetq_kommo_rate_limited_total", "widgetq_webhook_oldest_undelivered_seconds", "widgetq_webhook_deliveries_total"} {
 		b, _ := os.ReadFile("prometheus/alerts.yaml")
 		if !strings.Contains(string(b), want) {
 			t.Errorf("no alert on %s", want)
