@@ -70,7 +70,7 @@ var Routes = []string{"POST /v1/installs", "POST /v1/uninstalls", "GET /v1/accou
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	api := http.NewServeMux()
-	for i, h := range []http.HandlerFunc{s.installs, s.uninstalls, s.results, s.putAccount, s.getBatch} {
+	for i, h := range []http.HandlerFunc{s.idempotent(s.installs), s.idempotent(s.uninstalls), s.results, s.putAccount, s.getBatch} {
 		api.HandleFunc(Routes[i], h)
 	}
 	mux := http.NewServeMux()

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -167,5 +169,50 @@ func TestRevokeHookVerifiesKommosSignature(t *testing.T) {
 	}
 	if len(lines) < 5 || strings.Contains(logs.String(), "SECRET") {
 		t.Fatalf("log:\n%s", logs.String())
+	}
+}
+
+func TestIdempotencyKeyAnswersTheFirstAnswerAgain(t *testing.T) {
+	t.Parallel()
+	f, insp, queue, _ := oauthSetup(t)
+	ctx := context.Background()
+	for _, id := range []int64{41, 42} {
+		if err := f.st.PutAccount(ctx, store.Account{ID: id, BaseURL: "https://acme.kommo.com", AccessToken: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := func(key, body string) (int, string, http.Header) {
+		t.Helper()
+		req := httptest.NewRequest("POST", "http://127.0.0.1:8080/v1/installs", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String(), rec.Header()
+	}
+	body := `[{"account_id":41,"widget_code":"w"},{"account_id":42,"widget_code":"w"}]`
+	code1, ans1, _ := post("key-1", body)
+	if code1 != 200 || !strings.Contains(ans1, `"batch_id":"b_`) {
+		t.Fatalf("first: %d %s", code1, ans1)
+	}
+	// The client lost the answer and sends it again: the same answer, and
+	// nothing enqueued twice (not even "already queued").
+	code2, ans2, h2 := post("key-1", body)
+	if code2 != 200 || ans2 != ans1 || h2.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("repeat: %d %s %v", code2, ans2, h2)
+	}
+	// The same key with another body: 409, nothing enqueued.
+	if code, ans, _ := post("key-1", `[{"account_id":41,"widget_code":"other"}]`); code != 409 || !strings.Contains(ans, "Idempotency-Key") {
+		t.Fatalf("conflict: %d %s", code, ans)
+	}
+	if pending, _ := insp.ListPendingTasks(queue); len(pending) != 2 {
+		t.Fatalf("%d tasks queued, want 2", len(pending))
+	}
+	// Without a key, a repeat is answered afresh (already queued).
+	if _, ans, _ := post("", body); !strings.Contains(ans, `"already_queued":2`) {
+		t.Fatalf("no key: %s", ans)
 	}
 }
