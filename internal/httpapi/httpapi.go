@@ -6,6 +6,7 @@
 //	GET  /v1/accounts/{id}/results the account's results
 //	PUT  /v1/accounts/{id}         the account's credentials
 //	GET  /v1/batches/{id}          a batch's counts, and whether it is done
+//	GET  /v1/results               results, filtered, in pages (next_cursor)
 //	GET  /oauth/callback           Kommo's install redirect (no token)
 //	GET  /oauth/revoked            Kommo's revoke hook (no token)
 //
@@ -65,12 +66,12 @@ type Server struct {
 
 // Routes are the API's method-and-path patterns (api/openapi.yaml has
 // each, and a test holds them to it).
-var Routes = []string{"POST /v1/installs", "POST /v1/uninstalls", "GET /v1/accounts/{id}/results", "PUT /v1/accounts/{id}", "GET /v1/batches/{id}"}
+var Routes = []string{"POST /v1/installs", "POST /v1/uninstalls", "GET /v1/accounts/{id}/results", "PUT /v1/accounts/{id}", "GET /v1/batches/{id}", "GET /v1/results"}
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	api := http.NewServeMux()
-	for i, h := range []http.HandlerFunc{s.idempotent(s.installs), s.idempotent(s.uninstalls), s.results, s.putAccount, s.getBatch} {
+	for i, h := range []http.HandlerFunc{s.idempotent(s.installs), s.idempotent(s.uninstalls), s.results, s.putAccount, s.getBatch, s.listResults} {
 		api.HandleFunc(Routes[i], h)
 	}
 	mux := http.NewServeMux()

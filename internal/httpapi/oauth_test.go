@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -214,5 +216,45 @@ func TestIdempotencyKeyAnswersTheFirstAnswerAgain(t *testing.T) {
 	// Without a key, a repeat is answered afresh (already queued).
 	if _, ans, _ := post("", body); !strings.Contains(ans, `"already_queued":2`) {
 		t.Fatalf("no key: %s", ans)
+	}
+}
+
+func TestResultsPagesWithACursor(t *testing.T) {
+	t.Parallel()
+	f, _, _, _ := oauthSetup(t)
+	ctx := context.Background()
+	for i := int64(1); i <= 7; i++ {
+		r := &store.Result{AccountID: i, WidgetCode: "w", Operation: "install", Status: store.StatusInstalled, BatchID: "b_00000000000000d4"}
+		if i%2 == 0 {
+			r.Status, r.LastError, r.BatchID = store.StatusFailed, &store.ErrorInfo{Class: "server", At: time.Now()}, ""
+		}
+		if err := f.st.Record(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen []float64
+	path := "/v1/results?status=installed&batch=b_00000000000000d4&limit=2"
+	for range 10 {
+		code, m, raw := f.call(t, "GET", path, "", token, true)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", path, code, raw)
+		}
+		for _, r := range m["results"].([]any) {
+			seen = append(seen, r.(map[string]any)["account_id"].(float64))
+		}
+		next, _ := m["next_cursor"].(string)
+		if next == "" {
+			break
+		}
+		path = "/v1/results?status=installed&batch=b_00000000000000d4&limit=2&cursor=" + next
+	}
+	if fmt.Sprint(seen) != "[1 3 5 7]" {
+		t.Fatalf("paged installed results: %v", seen)
+	}
+	if code, m, _ := f.call(t, "GET", "/v1/results?class=server", "", token, true); code != 200 || len(m["results"].([]any)) != 3 {
+		t.Fatalf("class filter: %d %v", code, m)
+	}
+	if code, m, _ := f.call(t, "GET", "/v1/results?cursor=!!", "", token, false); code != 400 || m["field"] != "cursor" {
+		t.Fatalf("bad cursor: %d %v", code, m)
 	}
 }
