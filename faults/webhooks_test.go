@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,5 +159,53 @@ func TestABulkBatchIsToldByWebhooks(t *testing.T) {
 	}
 	if strings.Contains(w.Out.String(), secret) {
 		t.Fatal("the webhook secret reached the worker's log")
+	}
+}
+
+// A worker killed (-9) after recording results whose events it had not yet
+// handed to the delivery queue: the events were written with the results,
+// so the next worker delivers every one — none lost.
+func TestKill9BetweenResultAndDeliveryLosesNoEvent(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec-KILL-51e0"
+	rec := &hookReceiver{delivered: map[string][]byte{}, headers: map[string]string{}}
+	hooks := httptest.NewServer(rec)
+	defer hooks.Close()
+	f := fleettest.New(t, sandbox.Config{Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(1, 500)...)}, "", nil)
+	f.AddAccounts(t, 1, 10)
+	f.Env = append(f.Env, "WIDGETQ_WEBHOOK_URL="+hooks.URL, "WIDGETQ_WEBHOOK_SECRET="+secret, "WIDGETQ_WEBHOOK_QUEUE=wh-"+f.Prefix)
+	// This worker relays once at start, then not for an hour: what it
+	// records stays in the outbox.
+	f.Env = append(f.Env, "WIDGETQ_WEBHOOK_RELAY_INTERVAL=1h")
+	victim := f.StartWorker(t, workerBin)
+	for id := int64(1); id <= 10; id++ {
+		f.Install(t, id, "filler_0001", `{"note":"n"}`)
+	}
+	f.WaitCount(t, store.StatusInstalled, 10, time.Minute)
+	st := store.New(f.Client, f.Prefix)
+	if n, err := st.OutboxLen(context.Background()); err != nil || n < 10 {
+		t.Fatalf("outbox holds %d events (%v), want the 10 recorded ones", n, err)
+	}
+	if _, _, n := rec.snapshot(); n != 0 {
+		t.Fatalf("%d deliveries before the kill", n)
+	}
+	if err := victim.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	victim.Exited(time.Minute)
+	f.Env = f.Env[:len(f.Env)-1] // the next worker relays as usual
+	f.StartWorker(t, workerBin)
+	waitfor.Until(t, time.Minute, func() (bool, string) {
+		got, _, n := rec.snapshot()
+		installs := 0
+		for _, body := range got {
+			if bytes.Contains(body, []byte(`"install.succeeded"`)) {
+				installs++
+			}
+		}
+		return installs == 10, fmt.Sprintf("%d install events delivered in %d requests", installs, n)
+	})
+	if n, _ := st.OutboxLen(context.Background()); n != 0 {
+		t.Fatalf("%d events left in the outbox", n)
 	}
 }

@@ -203,6 +203,13 @@ func Webhook(url, hosts string, getenv func(string) string) (webhook.Config, err
 			return c, fmt.Errorf("webhook-url: want an http(s) URL without credentials, got %.80q", redactURL(c.URL))
 		}
 	}
+	if v := strings.TrimSpace(getenv("WIDGETQ_WEBHOOK_RELAY_INTERVAL")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("WIDGETQ_WEBHOOK_RELAY_INTERVAL: want a positive duration like 250ms, got %.30q", v)
+		}
+		c.RelayEvery = d
+	}
 	if strings.TrimSpace(hosts) != "" {
 		l, err := kommohost.ParseFor("WIDGETQ_WEBHOOK_HOSTS", hosts)
 		if err != nil {

@@ -44,6 +44,9 @@ type Config struct {
 	Hosts *kommohost.List
 	// Timeout bounds one delivery (default 10s).
 	Timeout time.Duration
+	// RelayEvery is how often an idle relay looks at the outbox (default
+	// 250ms; it goes on at once while events wait).
+	RelayEvery time.Duration
 	// Transport carries deliveries (default: dialing only what Hosts
 	// allows, and URL's host).
 	Transport http.RoundTripper

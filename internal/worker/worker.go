@@ -256,7 +256,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		mux.HandleFunc(webhook.TypeDeliver, webhook.NewDeliverer(wc).Handle)
 		relay := &webhook.Relay{Outbox: w.st, Client: asynq.NewClientFromRedisClient(w.rdb), Config: wc}
 		wg.Add(1)
-		go func() { defer wg.Done(); relay.Loop(ctx, 250*time.Millisecond) }()
+		every := wc.RelayEvery
+		if every <= 0 {
+			every = 250 * time.Millisecond
+		}
+		go func() { defer wg.Done(); relay.Loop(ctx, every) }()
 	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start: %w", err)
