@@ -136,3 +136,43 @@ func TestConnectStoresTheAccountAndQueuesItsInstalls(t *testing.T) {
 		t.Fatalf("client requests %+v", c.Clients)
 	}
 }
+
+// TestEveryTaskEventIsWrittenWithItsResult: with webhooks on, each final
+// result of an install or uninstall, succeeded or failed, writes its event
+// to the outbox in the same step; retries write none.
+func TestEveryTaskEventIsWrittenWithItsResult(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 2)
+	h := e.handler(t, worker.Config{Events: true})
+	ctx := context.Background()
+	run := func(task *asynq.Task, id string, retried int) {
+		t.Helper()
+		_ = h.RunAttempt(ctx, task, worker.Attempt{TaskID: id, Queue: e.queue, Retried: retried, MaxRetry: 5})
+	}
+	run(installTask(t, 1), "install:1:"+sandbox.WidgetAsterisk, 0)
+	un, _ := tasks.NewUninstallWidgetTask(tasks.UninstallWidgetPayload{AccountID: 1, WidgetCode: sandbox.WidgetAsterisk})
+	run(un, "uninstall:1:"+sandbox.WidgetAsterisk, 0)
+	bad, _ := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: 2, WidgetCode: "no_such_widget"})
+	run(bad, "install:2:no_such_widget", 0)
+	unbad, _ := tasks.NewUninstallWidgetTask(tasks.UninstallWidgetPayload{AccountID: 2, WidgetCode: "no_such_widget"})
+	run(unbad, "uninstall:2:no_such_widget", 0)
+	// A retryable failure on a middle attempt: no event.
+	_ = e.sb.SetFaults("a2", sandbox.Faults{ErrorRate: 1, ErrorStatuses: []int{503}})
+	run(installTask(t, 2), "install:2:"+sandbox.WidgetAsterisk, 1)
+	es, err := e.st.OutboxPeek(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, en := range es {
+		var ev struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal([]byte(en.Event), &ev)
+		types = append(types, ev.Type)
+	}
+	if strings.Join(types, " ") != "install.succeeded uninstall.succeeded install.failed uninstall.failed" {
+		t.Fatalf("outbox events: %v", types)
+	}
+}
