@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -161,4 +162,28 @@ func TestCallbackURLsMustBeListed(t *testing.T) {
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// FuzzVerify: whatever a signature header says, Verify neither panics nor
+// accepts a body the secret did not sign.
+func FuzzVerify(f *testing.F) {
+	body := []byte(`{"id":"evt_1"}`)
+	f.Add(Sign([]string{"s"}, time.Unix(1764820000, 0), body), string(body))
+	f.Add("t=1764820000,v1=zz,v1=", "{}")
+	f.Add(",,=,t=,v1", "")
+	f.Fuzz(func(t *testing.T, header, b string) {
+		if err := Verify(header, []byte(b), "s", time.Hour, time.Unix(1764820000, 0)); err != nil {
+			return
+		}
+		// It verified: the header must hold the real MAC of b at its t.
+		var ts string
+		for _, p := range strings.Split(header, ",") {
+			if k, v, _ := strings.Cut(strings.TrimSpace(p), "="); k == "t" {
+				ts = v
+			}
+		}
+		if !strings.Contains(strings.ToLower(header), hex.EncodeToString(mac("s", ts, []byte(b)))) {
+			t.Fatalf("verified %q for %q without its MAC", header, b)
+		}
+	})
 }
