@@ -209,3 +209,49 @@ func TestKill9BetweenResultAndDeliveryLosesNoEvent(t *testing.T) {
 		t.Fatalf("%d events left in the outbox", n)
 	}
 }
+
+// A receiver down for a minute: the worker keeps trying, 1 s doubling,
+// and delivers once it is back; the installs never waited for it.
+func TestAReceiverDownForAMinuteStillGetsItsEvents(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec-DOWN-2b7a"
+	var mu sync.Mutex
+	var attempts []time.Time
+	var delivered [][]byte
+	start := time.Now()
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, time.Now())
+		if time.Since(start) < time.Minute {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if webhook.Verify(r.Header.Get(webhook.Header), body, secret, 5*time.Minute, time.Now()) == nil {
+			delivered = append(delivered, body)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer hooks.Close()
+	f := fleettest.New(t, sandbox.Config{Widgets: append(sandbox.DefaultCatalog(), sandbox.FillerWidgets(1, 500)...)}, "", nil)
+	f.AddAccounts(t, 1, 1)
+	f.Env = append(f.Env, "WIDGETQ_WEBHOOK_URL="+hooks.URL, "WIDGETQ_WEBHOOK_SECRET="+secret, "WIDGETQ_WEBHOOK_QUEUE=wh-"+f.Prefix)
+	f.StartWorker(t, workerBin)
+	f.Install(t, 1, "filler_0001", `{"note":"n"}`)
+	// The install is recorded at once, whatever the receiver does.
+	f.WaitCount(t, store.StatusInstalled, 1, 30*time.Second)
+	waitfor.Until(t, 3*time.Minute, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(delivered) == 1, fmt.Sprintf("%d attempts, %d delivered", len(attempts), len(delivered))
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	// Backoff, not hammering: 1 s doubling is 7 attempts over the minute
+	// (the schedule itself is webhook.Delay's, unit-tested); a fixed short
+	// delay would be dozens.
+	if len(attempts) > 10 {
+		t.Fatalf("%d attempts over the minute, want 1 s doubling (about 7)", len(attempts))
+	}
+}
