@@ -217,6 +217,10 @@ local bk, outbox = KEYS[2 + ns], KEYS[3 + ns]
 local written = 0
 local e = 0
 local first = 9 + ns
+-- This batch's count changes, applied once at the end (bulk marks
+-- thousands a second: one HINCRBY per status, not per entry).
+local delta, joined = {}, 0
+local function add(st, n) delta[st] = (delta[st] or 0) + n end
 if b ~= '' then
   if redis.call('HSETNX', bk, 'id', b) == 1 or redis.call('HEXISTS', bk, 'created_at') == 0 then
     redis.call('HSET', bk, 'created_at', now, 'events', ARGV[6 + ns])
@@ -231,14 +235,15 @@ for a = first, #ARGV, 7 do
   local cur = redis.call('HMGET', k, 'enqueue_id', 'status', 'batch')
   if not cur[2] then
     -- A first result for this account and widget: nothing to undo.
-    redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now, 'created_at', now)
+    if b ~= '' then
+      redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now, 'created_at', now, 'batch', b)
+      add('queued', 1)
+      joined = joined + 1
+    else
+      redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now, 'created_at', now)
+    end
     redis.call('ZADD', KEYS[2], score, m)
     redis.call('ZADD', KEYS[1], score, m)
-    if b ~= '' then
-      redis.call('HSET', k, 'batch', b)
-      bmove(bk, nil, 'queued')
-      redis.call('HINCRBY', bk, 'total', 1)
-    end
     written = written + 1
   elseif cur[1] ~= eid then
     redis.call('HSET', k, 'status', 'queued', 'enqueue_id', eid, 'task_id', ARGV[a + 3], 'queue', ARGV[a + 4], 'op', ARGV[a + 5], 'integ', ARGV[a + 6], 'queued_at', now)
@@ -252,7 +257,8 @@ for a = first, #ARGV, 7 do
     end
     if b ~= '' then
       if cur[3] == b then
-        bmove(bk, old, 'queued')
+        add(old, -1)
+        add('queued', 1)
       else
         if cur[3] then
           local ok = prefix .. cur[3]
@@ -260,8 +266,8 @@ for a = first, #ARGV, 7 do
           bcheck(ok, now, outbox, ttl)
         end
         redis.call('HSET', k, 'batch', b)
-        bmove(bk, nil, 'queued')
-        redis.call('HINCRBY', bk, 'total', 1)
+        add('queued', 1)
+        joined = joined + 1
       end
     elseif cur[3] then
       -- Queued again outside any batch: its old batch is done with it.
@@ -274,6 +280,10 @@ for a = first, #ARGV, 7 do
   end
 end
 if b ~= '' then
+  for st, n in pairs(delta) do
+    if n ~= 0 then redis.call('HINCRBY', bk, 's:' .. st, n) end
+  end
+  if joined > 0 then redis.call('HINCRBY', bk, 'total', joined) end
   if ARGV[4 + ns] == '1' then redis.call('HSET', bk, 'sealed', '1') end
   bcheck(bk, now, outbox, ttl)
 end
