@@ -395,3 +395,22 @@ func (p *Producer) Connect(ctx context.Context, integration, baseURL, code strin
 	}
 	return Queued, nil
 }
+
+// Verify queues the check of a recorded install (tasks.TypeVerifyWidget):
+// a worker asks Kommo, within the account's limits, whether it still
+// stands. A check already queued for the account and widget is
+// AlreadyQueued.
+func (p *Producer) Verify(ctx context.Context, v tasks.VerifyWidgetPayload) (Outcome, error) {
+	t, err := tasks.NewVerifyWidgetTask(v, p.forAccount(append([]asynq.Option(nil), p.opts...), v.AccountID)...)
+	if err != nil {
+		return Invalid, err
+	}
+	_, err = p.client.EnqueueContext(ctx, t)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return AlreadyQueued, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("enqueue the check of widget %s in account %d: %w", v.WidgetCode, v.AccountID, err)
+	}
+	return Queued, nil
+}

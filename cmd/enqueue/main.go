@@ -244,7 +244,7 @@ Exit codes: 0 success, 1 failure (or rejected lines), 2 usage error.`,
 	root.PersistentFlags().StringVar(&a.queue, "queue", "", "queue for new tasks (default $WIDGETQ_QUEUE, else widgets)")
 	root.PersistentFlags().IntVar(&a.shards, "shards", 0, "split the queue into this many, by account, as workers started with -shards do (default $WIDGETQ_SHARDS, else 1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newAccountsCmd(a), newIntegrationsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newBatchesCmd(a), newReplayCmd(a), newSecretsCmd(a), newServeCmd(a))
+	root.AddCommand(newAccountsCmd(a), newIntegrationsCmd(a), newInstallCmd(a), newUninstallCmd(a), newBulkCmd(a), newResultsCmd(a), newStatusCmd(a), newBatchesCmd(a), newVerifyCmd(a), newReplayCmd(a), newSecretsCmd(a), newServeCmd(a))
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

@@ -2,6 +2,8 @@ package kommo
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -326,4 +328,42 @@ func jsonKind(v []byte) string {
 func isUserID(s string) bool {
 	n, err := strconv.ParseUint(s, 10, 63)
 	return err == nil && n > 0 && strconv.FormatUint(n, 10) == s
+}
+
+// SettingsDigest fingerprints the settings' non-secret values, key by key:
+// every top-level key the template knows that is neither a pass nor a
+// users_lp (whose passwords it holds), as the first 16 bytes of SHA-256 of
+// its compact JSON, in hex. widgetq keeps it with an install's result, so a
+// later check can tell whether the settings changed in Kommo without
+// keeping a value.
+func SettingsDigest(tmpl SettingsTemplate, settings []byte) map[string]string {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(settings, &obj) != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, st := range tmpl {
+		v, ok := obj[st.Key]
+		if !ok || st.Type == SettingPass || st.Type == SettingUsersLP {
+			continue
+		}
+		out[st.Key] = digestValue(v)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// DigestValue is SettingsDigest's fingerprint of one value.
+func DigestValue(v json.RawMessage) string { return digestValue(v) }
+
+func digestValue(v json.RawMessage) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, v) != nil {
+		buf.Reset()
+		buf.Write(v)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	return hex.EncodeToString(sum[:16])
 }

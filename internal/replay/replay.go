@@ -70,7 +70,9 @@ func (p *Replayer) One(ctx context.Context, r store.Result, queues []string, dry
 	case info == nil:
 		d.Outcome = Lost
 		return d, nil
-	case info.State != asynq.TaskStateArchived:
+	case info.State != asynq.TaskStateArchived && !(info.State == asynq.TaskStateCompleted && drifted(r)):
+		// A drift (enqueue verify) replays the install asynq still keeps as
+		// completed; anything else must be archived.
 		d.Outcome, d.State = Skipped, info.State.String()
 		return d, nil
 	case dryRun:
@@ -201,4 +203,9 @@ func TaskIDOf(op string, account int64, code string) string {
 		return tasks.UninstallTaskID(account, code)
 	}
 	return tasks.InstallTaskID(account, code)
+}
+
+// drifted reports whether a failure is a drift `enqueue verify` found.
+func drifted(r store.Result) bool {
+	return r.LastError != nil && strings.HasPrefix(r.LastError.Class, "drift_")
 }

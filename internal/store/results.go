@@ -60,7 +60,13 @@ type Result struct {
 	// used (empty in results recorded before integrations: the default).
 	Integration string `json:"integration,omitempty"`
 	// BatchID is the batch whose counts the result moves (empty: none).
-	BatchID       string     `json:"batch_id,omitempty"`
+	BatchID string `json:"batch_id,omitempty"`
+	// SettingsDigest fingerprints the installed settings' non-secret
+	// values, by key (kommo.SettingsDigest): what `enqueue verify` compares
+	// Kommo's current settings with. Never a value.
+	SettingsDigest map[string]string `json:"settings_digest,omitempty"`
+	// VerifiedAt is when `enqueue verify` last found the install standing.
+	VerifiedAt    time.Time  `json:"verified_at,omitzero"`
 	Operation     string     `json:"operation"` // "install" or "uninstall"
 	Status        Status     `json:"status"`
 	TaskID        string     `json:"task_id,omitempty"`

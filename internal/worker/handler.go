@@ -235,6 +235,7 @@ func (h *Handler) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(tasks.TypeInstallWidget, h.HandleInstall)
 	mux.HandleFunc(tasks.TypeUninstallWidget, h.HandleUninstall)
 	mux.HandleFunc(tasks.TypeConnectAccount, h.HandleConnect)
+	mux.HandleFunc(tasks.TypeVerifyWidget, h.HandleVerify)
 }
 
 // attempt is one run of one task.
@@ -269,6 +270,8 @@ type attempt struct {
 	rehomed bool
 	// batch is the task's batch ("": none).
 	batch string
+	// digest fingerprints the installed settings' non-secret values.
+	digest map[string]string
 	mu    sync.Mutex
 }
 
@@ -402,7 +405,7 @@ func (h *Handler) begin(ctx context.Context, op string, account int64, integ, co
 	// One round trip: the result so far, the account, its block mark — and
 	// the in-flight mark, set before anything may reach Kommo (a run that
 	// ends before the install clears it with its verdict).
-	st, err := h.st.Begin(ctx, account, a.integ, code, a.prepErr == nil)
+	st, err := h.st.Begin(ctx, account, a.integ, code, a.prepErr == nil && op != "verify")
 	if err != nil {
 		// Redis is failing: a retry, not a verdict.
 		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
@@ -529,6 +532,7 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 		}
 		if w.IsActiveInAccount {
 			a.status, a.widget = store.StatusAlreadyInstalled, w
+			a.digest = kommo.SettingsDigest(tmpl, p.Settings)
 			return nil
 		}
 	}
@@ -537,6 +541,7 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 		return err
 	}
 	a.status, a.widget = store.StatusInstalled, w
+	a.digest = kommo.SettingsDigest(tmpl, p.Settings)
 	return nil
 }
 
@@ -597,6 +602,9 @@ func (h *Handler) finish(ctx context.Context, a *attempt, err error, start time.
 		r.FinishedAt = time.Now().UTC()
 		if a.widget != nil {
 			r.WidgetID, r.WidgetVersion = a.widget.ID, string(a.widget.Version)
+		}
+		if a.digest != nil {
+			r.SettingsDigest = a.digest
 		}
 		h.event(r, true)
 		if rerr := h.st.Record(ctx, r); rerr != nil {

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,29 @@ func TestMayHaveMoved(t *testing.T) {
 		if got := mayHaveMoved(c.err); got != c.want {
 			t.Errorf("mayHaveMoved(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+func TestDriftOf(t *testing.T) {
+	t.Parallel()
+	inst := map[string]string{"login": "aa", "phones": "bb"}
+	for _, c := range []struct {
+		active  bool
+		current map[string]string
+		class   string
+		keys    string
+	}{
+		{true, map[string]string{"login": "aa", "phones": "bb"}, "", ""},
+		{true, map[string]string{"login": "zz", "phones": "bb"}, ClassDriftSettings, "login"},
+		{true, map[string]string{"phones": "cc"}, ClassDriftSettings, "login,phones"}, // a key gone counts as changed
+		{false, map[string]string{"login": "aa", "phones": "bb"}, ClassDriftUninstalled, ""},
+	} {
+		class, keys := driftOf(c.active, inst, c.current)
+		if class != c.class || strings.Join(keys, ",") != c.keys {
+			t.Errorf("driftOf(%v, %v) = %q %v, want %q %q", c.active, c.current, class, keys, c.class, c.keys)
+		}
+	}
+	if class, _ := driftOf(true, nil, map[string]string{"x": "y"}); class != "" {
+		t.Errorf("no recorded digest: %q, want no drift", class)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,72 @@ func TestEveryTaskEventIsWrittenWithItsResult(t *testing.T) {
 	}
 	if strings.Join(types, " ") != "install.succeeded uninstall.succeeded install.failed uninstall.failed" {
 		t.Fatalf("outbox events: %v", types)
+	}
+}
+
+// TestVerifyRecordsDrift: an install checked later — still standing, its
+// settings changed in Kommo, or uninstalled there — gets verified_at or a
+// drift result naming what changed, never a settings value.
+func TestVerifyRecordsDrift(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 2)
+	h := e.handler(t, worker.Config{})
+	ctx := context.Background()
+	for id := int64(1); id <= 2; id++ {
+		if err := h.RunAttempt(ctx, installTask(t, id), worker.Attempt{TaskID: tasks.InstallTaskID(id, sandbox.WidgetAsterisk), Queue: e.queue, MaxRetry: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verify := func(id int64) *store.Result {
+		t.Helper()
+		r, _ := e.st.Result(ctx, id, sandbox.WidgetAsterisk)
+		task, err := tasks.NewVerifyWidgetTask(tasks.VerifyWidgetPayload{AccountID: id, WidgetCode: sandbox.WidgetAsterisk, EnqueueID: r.EnqueueID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: tasks.VerifyTaskID(id, sandbox.WidgetAsterisk), Queue: e.queue, MaxRetry: 5}); err != nil {
+			t.Fatalf("verify %d: %v", id, err)
+		}
+		r, _ = e.st.Result(ctx, id, sandbox.WidgetAsterisk)
+		return r
+	}
+	r, _ := e.st.Result(ctx, 1, sandbox.WidgetAsterisk)
+	if _, ok := r.SettingsDigest["login"]; !ok || r.SettingsDigest["password"] != "" {
+		t.Fatalf("digest %v: want login's, never the pass", r.SettingsDigest)
+	}
+	if r = verify(1); r.Status != store.StatusInstalled || r.VerifiedAt.IsZero() {
+		t.Fatalf("standing install: %+v", r)
+	}
+	// A user changes the login in Kommo.
+	kommoCall(t, e, 1, "POST", `{"login":"someone-else","password":"eXaMp1E","phones":{"504141":"1039"},"script_path":"https://example.com/"}`)
+	if r = verify(1); r.Status != store.StatusFailed || r.LastError.Class != worker.ClassDriftSettings || !strings.Contains(r.LastError.Detail, "keys: login") ||
+		strings.Contains(r.LastError.Detail, "someone-else") {
+		t.Fatalf("settings drift: %+v %+v", r, r.LastError)
+	}
+	// A user uninstalls it in Kommo.
+	kommoCall(t, e, 2, "DELETE", "")
+	if r = verify(2); r.Status != store.StatusFailed || r.LastError.Class != worker.ClassDriftUninstalled {
+		t.Fatalf("uninstall drift: %+v %+v", r, r.LastError)
+	}
+}
+
+// kommoCall changes a widget in the sandbox as a user of the account would.
+func kommoCall(t *testing.T, e *env, account int64, method, body string) {
+	t.Helper()
+	a, err := e.st.GetAccount(context.Background(), account, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(method, a.BaseURL+"/api/v4/widgets/"+sandbox.WidgetAsterisk, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+a.AccessToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s widget in account %d: %d", method, account, resp.StatusCode)
 	}
 }
