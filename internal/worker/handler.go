@@ -272,7 +272,7 @@ type attempt struct {
 	batch string
 	// digest fingerprints the installed settings' non-secret values.
 	digest map[string]string
-	mu    sync.Mutex
+	mu     sync.Mutex
 }
 
 // taskType is the attempt's asynq task type.
