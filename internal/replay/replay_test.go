@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/replay"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -103,5 +105,44 @@ func TestFinishJournalCompletesAnInterruptedMove(t *testing.T) {
 	}
 	if j, _ := f.st.JournalAll(ctx); len(j) != 0 {
 		t.Fatalf("journal left: %+v", j)
+	}
+}
+
+// TestADriftReplaysTheCompletedInstall: enqueue verify found the widget
+// uninstalled in Kommo; the install task asynq keeps as completed is what
+// a replay queues again. Any other failure needs an archived task.
+func TestADriftReplaysTheCompletedInstall(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: 3, WidgetCode: "w", Settings: json.RawMessage(`{}`)}, asynq.Queue(f.queue))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asynq.NewClientFromRedisClient(f.st.Redis()).Enqueue(task); err != nil {
+		t.Fatal(err)
+	}
+	srv := asynq.NewServerFromRedisClient(f.st.Redis(), asynq.Config{Concurrency: 1, Queues: map[string]int{f.queue: 1}, LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeInstallWidget, func(context.Context, *asynq.Task) error { return nil })
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.Until(t, 20*time.Second, func() (bool, string) {
+		info, err := f.insp.GetTaskInfo(f.queue, tasks.InstallTaskID(3, "w"))
+		return err == nil && info.State == asynq.TaskStateCompleted, "not completed yet"
+	})
+	srv.Shutdown()
+	res := store.Result{AccountID: 3, WidgetCode: "w", Operation: "install", Queue: f.queue, Status: store.StatusFailed,
+		LastError: &store.ErrorInfo{Class: "server", At: time.Now()}}
+	if d, _ := f.rp.One(ctx, res, nil, false); d.Outcome != replay.Skipped || d.State != "completed" {
+		t.Fatalf("a server failure with a completed task: %+v", d)
+	}
+	res.LastError.Class = "drift_uninstalled"
+	if d, err := f.rp.One(ctx, res, nil, false); err != nil || d.Outcome != replay.Replayed {
+		t.Fatalf("a drift: %+v %v", d, err)
+	}
+	if info, err := f.insp.GetTaskInfo(f.queue, tasks.InstallTaskID(3, "w")); err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("after the replay: %+v %v", info, err)
 	}
 }
