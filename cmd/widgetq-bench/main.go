@@ -1,7 +1,8 @@
 // Command widgetq-bench measures widgetq side by side with what it is
 // compared to, with real processes (see internal/bench). `make bench` and
 // `make bench-short` run it. Run as `widgetq-bench noop-worker …` it is the
-// bare asynq worker the bench compares against.
+// bare asynq worker the bench compares against; as `widgetq-bench
+// naive-worker …` the naive install handler (naive_ratio).
 package main
 
 import (
@@ -18,6 +19,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "noop-worker" {
 		os.Exit(bench.NoopWorker(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "naive-worker" {
+		os.Exit(bench.NaiveWorker(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -101,6 +101,7 @@ func Run(ctx context.Context, args []string) error {
 		name string
 		fn   func(context.Context) (Scenario, error)
 	}{
+		{"naive_ratio", b.naive},
 		{"overhead_ratio", b.overhead},
 		{"latency_efficiency", b.latency},
 		{"account_rate_efficiency", b.accountRate},
@@ -186,9 +187,9 @@ func (b *bench) start(name string, args []string, env ...string) (*exec.Cmd, err
 		return nil, err
 	}
 	bin := filepath.Join(b.bin, name)
-	if name == "noop-worker" {
+	if name == "noop-worker" || name == "naive-worker" {
 		bin = filepath.Join(b.bin, "widgetq-bench")
-		args = append([]string{"noop-worker"}, args...)
+		args = append([]string{name}, args...)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)

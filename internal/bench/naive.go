@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/widgetq/widgetq/internal/redisconn"
+	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/tasks"
+)
+
+// NaiveWorker is the handler a user would write instead of widgetq: it
+// reads the accounts file into memory once, and for each task decodes the
+// payload and POSTs the settings to /api/v4/widgets/{code} with the
+// account's token, checking the status and nothing else — no limits, no
+// refresh, no result, no in-flight mark. It runs in its own process like
+// the worker, as `widgetq-bench naive-worker`.
+func NaiveWorker(args []string) int {
+	fs := flag.NewFlagSet("naive-worker", flag.ContinueOnError)
+	url := fs.String("redis-url", "", "Redis")
+	queue := fs.String("queue", "", "queue")
+	conc := fs.Int("concurrency", 50, "concurrency")
+	accountsFile := fs.String("accounts", "", "accounts file (JSON lines: account_id, base_url, access_token)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	conn, err := redisconn.Parse(*url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	raw, err := os.ReadFile(*accountsFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	type account struct {
+		ID      int64  `json:"account_id"`
+		BaseURL string `json:"base_url"`
+		Token   string `json:"access_token"`
+	}
+	accts := map[int64]account{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var a account
+		if json.Unmarshal([]byte(line), &a) == nil {
+			accts[a.ID] = a
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1000, 100
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	srv := asynq.NewServer(conn.Opt, asynq.Config{Concurrency: *conc, Queues: map[string]int{*queue: 1}, LogLevel: asynq.WarnLevel})
+	err = srv.Run(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		var p tasks.InstallWidgetPayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil {
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
+		a, ok := accts[p.AccountID]
+		if !ok {
+			return fmt.Errorf("no account %d: %w", p.AccountID, asynq.SkipRetry)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.BaseURL+"/api/v4/widgets/"+p.WidgetCode, bytes.NewReader(p.Settings))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+a.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("install %s into %d: %d", p.WidgetCode, p.AccountID, resp.StatusCode)
+		}
+		return nil
+	}))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// naive: widgetq's worker and the naive handler (NaiveWorker) install the
+// same number of widgets into the same kind of sandbox (no rate limit, no
+// latency) from a full queue, on the same Redis with the same concurrency,
+// one after the other; best of three pairs. The target is issue 17's.
+func (b *bench) naive(ctx context.Context) (Scenario, error) {
+	const conc = 50
+	accounts := b.pick(1000, 2000)
+	perAccount := b.pick(3, 5)
+	sc := Scenario{Name: "naive_ratio", Target: 0.8, Unit: "ratio"}
+	sbFlags := []string{"-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount)}
+	var ratios, wqRates, naiveRates []float64
+	for range 3 {
+		r, err := b.installs(ctx, runSpec{name: "naive-wq", accounts: accounts, codes: fillers(perAccount), settings: `{"note":"bench"}`,
+			sandbox: sbFlags, args: []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, enqueueFirst: true})
+		if err != nil {
+			return sc, err
+		}
+		if r.counts[store.StatusInstalled] != int64(r.total) {
+			return sc, fmt.Errorf("widgetq installed %d of %d", r.counts[store.StatusInstalled], r.total)
+		}
+		wqRate := float64(r.total) / r.dur.Seconds()
+		b.stopAll()
+
+		nRate, err := b.naiveRun(ctx, accounts, perAccount, conc, sbFlags)
+		if err != nil {
+			return sc, err
+		}
+		b.stopAll()
+		wqRates, naiveRates, ratios = append(wqRates, wqRate), append(naiveRates, nRate), append(ratios, wqRate/nRate)
+	}
+	best := ratios[0]
+	for _, r := range ratios {
+		best = max(best, r)
+	}
+	sc.Value = round(best)
+	sc.OK = sc.Value >= sc.Target
+	sc.Detail = map[string]any{"installs": accounts * perAccount, "concurrency": conc, "ratios": roundAll(ratios),
+		"widgetq_installs_per_s": roundAll(wqRates), "naive_installs_per_s": roundAll(naiveRates)}
+	return sc, nil
+}
+
+// naiveRun fills a queue with the installs and times NaiveWorker on it.
+func (b *bench) naiveRun(ctx context.Context, accounts, perAccount, conc int, sbFlags []string) (float64, error) {
+	_, accts, err := b.sandboxProc(ctx, accounts, sbFlags...)
+	if err != nil {
+		return 0, err
+	}
+	file := filepath.Join(b.out, "logs", fmt.Sprintf("naive-accounts-%d.jsonl", time.Now().UnixNano()))
+	var buf bytes.Buffer
+	for _, a := range accts {
+		line, _ := json.Marshal(map[string]any{"account_id": a.ID, "base_url": a.BaseURL, "access_token": a.AccessToken})
+		buf.Write(append(line, '\n'))
+	}
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		return 0, err
+	}
+	defer os.Remove(file)
+	queue := fmt.Sprintf("q-naive-%d", time.Now().UnixNano())
+	defer b.dropQueue(queue)
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	total := 0
+	for _, code := range fillers(perAccount) {
+		for _, a := range accts {
+			t, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: a.ID, WidgetCode: code, Settings: json.RawMessage(`{"note":"bench"}`)},
+				asynq.Queue(queue), asynq.Retention(time.Hour))
+			if err != nil {
+				return 0, err
+			}
+			if _, err := client.EnqueueContext(ctx, t); err != nil {
+				return 0, err
+			}
+			total++
+		}
+	}
+	start := time.Now()
+	if _, err := b.start("naive-worker", []string{"-redis-url", b.redisURL, "-queue", queue, "-concurrency", strconv.Itoa(conc), "-accounts", file}); err != nil {
+		return 0, err
+	}
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	for {
+		qi, err := insp.GetQueueInfo(queue)
+		if err == nil && qi.Completed >= total {
+			break
+		}
+		if time.Since(start) > 10*time.Minute || ctx.Err() != nil {
+			return 0, fmt.Errorf("the naive worker did not finish")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return float64(total) / time.Since(start).Seconds(), nil
+}
