@@ -98,7 +98,8 @@ func NaiveWorker(args []string) int {
 // naive: widgetq's worker and the naive handler (NaiveWorker) install the
 // same number of widgets into the same kind of sandbox (no rate limit, no
 // latency) from a full queue, on the same Redis with the same concurrency,
-// one after the other; best of three pairs. The target is issue 17's.
+// one after the other, three times; each handler's best rate. The target
+// is issue 17's.
 func (b *bench) naive(ctx context.Context) (Scenario, error) {
 	const conc = 50
 	accounts := b.pick(1000, 2000)
@@ -125,11 +126,13 @@ func (b *bench) naive(ctx context.Context) (Scenario, error) {
 		b.stopAll()
 		wqRates, naiveRates, ratios = append(wqRates, wqRate), append(naiveRates, nRate), append(ratios, wqRate/nRate)
 	}
-	best := ratios[0]
-	for _, r := range ratios {
-		best = max(best, r)
+	// Each handler at its best of three: a ratio of one pair would let a
+	// slow moment of either side decide.
+	bestWQ, bestNaive := wqRates[0], naiveRates[0]
+	for i := range wqRates {
+		bestWQ, bestNaive = max(bestWQ, wqRates[i]), max(bestNaive, naiveRates[i])
 	}
-	sc.Value = round(best)
+	sc.Value = round(bestWQ / bestNaive)
 	sc.OK = sc.Value >= sc.Target
 	sc.Detail = map[string]any{"installs": accounts * perAccount, "concurrency": conc, "ratios": roundAll(ratios),
 		"widgetq_installs_per_s": roundAll(wqRates), "naive_installs_per_s": roundAll(naiveRates)}
