@@ -91,24 +91,13 @@ func newBatchesShowCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// countsText is "installed 19, failed 1", in the statuses' order.
+// countsText is "installed 19, failed 1", in the statuses' order, then
+// superseded.
 func countsText(c map[string]int64) string {
-	order := append(func() []string {
-		var out []string
-		for _, s := range store.Statuses {
-			out = append(out, string(s))
-		}
-		return out
-	}(), "superseded")
 	var parts []string
-	for _, s := range order {
-		if c[s] != 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", s, c[s]))
-		}
-	}
-	for s, n := range c {
-		if !slices.Contains(order, s) && n != 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", s, n))
+	for _, st := range append(slices.Clone(store.Statuses), "superseded") {
+		if n := c[string(st)]; n != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", st, n))
 		}
 	}
 	if len(parts) == 0 {

@@ -95,7 +95,7 @@ var settings = []config.Setting{
 	{Name: "client-secret", Env: "KOMMO_CLIENT_SECRET", Default: "", Help: "the integration's OAuth client_secret"},
 	{Name: "redirect-uri", Env: "KOMMO_REDIRECT_URI", Default: "", Help: "the integration's redirect URI, sent with token refreshes"},
 	{Name: "concurrency", Env: "WIDGETQ_CONCURRENCY", Default: "50", Help: "tasks run at once by this process"},
-	{Name: "rate-per-account", Env: "WIDGETQ_RATE_PER_ACCOUNT", Default: "7", Help: "requests per second to one account, over all workers (Kommo's limit is 7)"},
+	{Name: "rate-per-account", Env: "WIDGETQ_RATE_PER_ACCOUNT", Default: "7", Help: "requests per second of one integration to one account, over all workers (Kommo's limit is 7)"},
 	{Name: "rate-per-account-total", Env: "WIDGETQ_RATE_PER_ACCOUNT_TOTAL", Default: "0", Help: "requests per second to one account over all integrations and workers (0: 50, or rate-per-account if higher); rate-per-account is each integration's share"},
 	{Name: "webhook-url", Env: "WIDGETQ_WEBHOOK_URL", Default: "", Help: "where webhook events go (batch callback URLs aside); needs WIDGETQ_WEBHOOK_SECRET"},
 	{Name: "webhook-hosts", Env: "WIDGETQ_WEBHOOK_HOSTS", Default: "", Help: "hosts a batch's callback_url may point to, as WIDGETQ_KOMMO_HOSTS lists them (empty: none)"},

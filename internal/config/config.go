@@ -200,7 +200,7 @@ func Webhook(url, hosts string, getenv func(string) string) (webhook.Config, err
 	if c.URL != "" {
 		u, err := neturl.Parse(c.URL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-			return c, fmt.Errorf("webhook-url: want an http(s) URL without credentials, got %.80q", redactURL(c.URL))
+			return c, fmt.Errorf("webhook-url: want an http(s) URL without credentials, got %.80q", webhook.RedactURL(c.URL))
 		}
 	}
 	if v := strings.TrimSpace(getenv("WIDGETQ_WEBHOOK_RELAY_INTERVAL")); v != "" {
@@ -221,13 +221,4 @@ func Webhook(url, hosts string, getenv func(string) string) (webhook.Config, err
 		return c, errors.New("WIDGETQ_WEBHOOK_SECRET is required with a webhook URL or hosts: every delivery is signed")
 	}
 	return c, nil
-}
-
-func redactURL(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.IndexAny(u[i+3:], "/?#"); j >= 0 {
-			return u[:i+3+j]
-		}
-	}
-	return u
 }

@@ -81,8 +81,8 @@ func ParseFor(env, s string) (*List, error) {
 	return l, err
 }
 
-func parse(EnvVar, s string) (*List, error) {
-	l := &List{env: EnvVar}
+func parse(env, s string) (*List, error) {
+	l := &List{env: env}
 	var names []string
 	for _, e := range strings.Split(s, ",") {
 		e = strings.ToLower(strings.TrimSpace(e))
@@ -92,7 +92,7 @@ func parse(EnvVar, s string) (*List, error) {
 		names = append(names, e)
 		if h, ok := strings.CutPrefix(e, "http://"); ok {
 			if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err != nil && !isDomain(h) {
-				return nil, fmt.Errorf("%s: entry %q: want http:// and a host name or IP address, nothing after it", EnvVar, e)
+				return nil, fmt.Errorf("%s: entry %q: want http:// and a host name or IP address, nothing after it", env, e)
 			}
 			h = host(strings.Trim(h, "[]"))
 			l.exact = append(l.exact, h)
@@ -102,7 +102,7 @@ func parse(EnvVar, s string) (*List, error) {
 		if strings.HasPrefix(e, ".") {
 			d := strings.TrimPrefix(e, ".")
 			if !isDomain(d) || !strings.Contains(d, ".") {
-				return nil, fmt.Errorf("%s: entry %q: want a domain suffix with at least two labels, such as .kommo.com", EnvVar, e)
+				return nil, fmt.Errorf("%s: entry %q: want a domain suffix with at least two labels, such as .kommo.com", env, e)
 			}
 			l.suffixes = append(l.suffixes, e)
 			continue
@@ -117,7 +117,7 @@ func parse(EnvVar, s string) (*List, error) {
 			continue
 		}
 		if !isDomain(e) {
-			return nil, fmt.Errorf("%s: entry %q: want a host name, an IP address, a .domain suffix or http://host (no port or path)", EnvVar, e)
+			return nil, fmt.Errorf("%s: entry %q: want a host name, an IP address, a .domain suffix or http://host (no port or path)", env, e)
 		}
 		if e == "localhost" {
 			l.local = append(l.local, e)
@@ -125,7 +125,7 @@ func parse(EnvVar, s string) (*List, error) {
 		l.exact = append(l.exact, e)
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%s: no host listed", EnvVar)
+		return nil, fmt.Errorf("%s: no host listed", env)
 	}
 	l.raw = strings.Join(names, ",")
 	return l, nil

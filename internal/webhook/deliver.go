@@ -247,7 +247,7 @@ func (d *Deliverer) Handle(ctx context.Context, t *asynq.Task) error {
 	req.Header.Set("User-Agent", "widgetq-webhooks/1")
 	req.Header.Set(Header, Sign(d.Config.Secrets, now(), body))
 	resp, err := hc.Do(req)
-	log := d.Config.logger().With("url", redactURL(p.URL), "event", eventID(body))
+	log := d.Config.logger().With("url", RedactURL(p.URL), "event", eventID(body))
 	if err != nil {
 		d.retrying(ctx)
 		log.Warn("webhook not delivered", "error", redactErr(err, p.URL))
@@ -289,9 +289,9 @@ func eventID(body []byte) string {
 	return v.ID
 }
 
-// redactURL keeps a URL's scheme and host: a path or query may hold a
+// RedactURL keeps a URL's scheme and host: a path or query may hold a
 // receiver's secret token.
-func redactURL(u string) string {
+func RedactURL(u string) string {
 	if i := strings.Index(u, "://"); i >= 0 {
 		rest := u[i+3:]
 		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
@@ -303,5 +303,5 @@ func redactURL(u string) string {
 }
 
 func redactErr(err error, u string) string {
-	return strings.ReplaceAll(err.Error(), u, redactURL(u))
+	return strings.ReplaceAll(err.Error(), u, RedactURL(u))
 }

@@ -62,8 +62,7 @@ func (h *Handler) HandleConnect(ctx context.Context, t *asynq.Task) error {
 		return fail(ClassHostNotAllowed, "base_url: "+err.Error())
 	}
 	a := &attempt{op: "connect", integ: p.Integration, maxRetry: 1}
-	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, budget: a.budget(), maxWait: h.cfg.RequestTimeout, a: a, m: h.cfg.Metrics},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	hc := h.kommoHTTP(a, h.cfg.RequestTimeout)
 	oa := *oauth
 	oa.HTTPClient, oa.Timeout = hc, h.cfg.RequestTimeout
 	tok, err := oa.Exchange(ctx, p.BaseURL, code)

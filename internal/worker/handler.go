@@ -414,6 +414,15 @@ func (h *Handler) begin(ctx context.Context, op string, account int64, integ, co
 	return a, nil
 }
 
+// kommoHTTP is the HTTP client of an attempt's requests to Kommo: each
+// paced in the attempt's rate budget (waiting up to maxWait), none
+// following a redirect — it would carry the request (and, on a refresh,
+// the client secret) to a host nobody checked: Kommo's 3xx is an error.
+func (h *Handler) kommoHTTP(a *attempt, maxWait time.Duration) *http.Client {
+	return &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, budget: a.budget(), maxWait: maxWait, a: a, m: h.cfg.Metrics},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
 // client builds the Kommo client of one attempt: requests paced by the
 // limiter, tokens refreshed under the account's lock.
 func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (*kommo.Client, error) {
@@ -424,10 +433,7 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 			maxWait = max(time.Until(dl)-h.cfg.RequestTimeout, h.cfg.MaxWait)
 		}
 	}
-	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, budget: a.budget(), maxWait: maxWait, a: a, m: h.cfg.Metrics},
-		// A redirect would carry the request (and, on a refresh, the client
-		// secret) to a host nobody checked: Kommo's 3xx is an error.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	hc := h.kommoHTTP(a, maxWait)
 	var auth kommo.Authenticator = kommo.StaticToken(acct.AccessToken)
 	if a.oauth != nil && a.oauth.ClientID != "" {
 		// The integration's own client: a refresh token refreshes only

@@ -90,8 +90,8 @@ func (h *Handler) rehome(ctx context.Context, a *attempt, err error) bool {
 		log.Warn("the token's api_domain is not an allowed Kommo host: not asked", "error", herr)
 		return false
 	}
-	hc := &http.Client{Transport: &pacedTransport{base: h.cfg.Transport, lim: h.lim, budget: a.budget(), maxWait: h.cfg.MaxWait, a: a, m: h.cfg.Metrics},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: h.cfg.RequestTimeout}
+	hc := h.kommoHTTP(a, h.cfg.MaxWait)
+	hc.Timeout = h.cfg.RequestTimeout
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, apiBase+"/oauth2/account/current/subdomain", nil)
 	req.Header.Set("X-Refresh-Token", cur.RefreshToken)
 	req.Header.Set("User-Agent", h.cfg.UserAgent)

@@ -349,7 +349,7 @@ func (s *Server) token(x *exchange) {
 		req = tokenRequest{ClientID: f.Get("client_id"), ClientSecret: f.Get("client_secret"), GrantType: f.Get("grant_type"),
 			Code: f.Get("code"), RefreshToken: f.Get("refresh_token"), RedirectURI: f.Get("redirect_uri")}
 	}
-	cl := s.clientLocked(req.ClientID) // the config does not change
+	cl := s.clientByID(req.ClientID)
 	if cl == nil || req.ClientSecret != cl.Secret {
 		x.oauthProblem(http.StatusUnauthorized, "Unauthorized", "Client authentication failed", "Check client_id and client_secret")
 		return

@@ -81,7 +81,7 @@ type ConnectResult struct {
 // /k/{subdomain} prefix), client_id and state, waiting 3 s at most for
 // the answer and never calling again, as Kommo does.
 func (s *Server) Connect(ctx context.Context, clientID, subdomain, state, redirect, serverURL string) (ConnectResult, error) {
-	c := s.clientLocked(clientID)
+	c := s.clientByID(clientID)
 	if c == nil {
 		return ConnectResult{}, fmt.Errorf("sandbox: no client %q", clientID)
 	}
@@ -115,7 +115,7 @@ func (s *Server) Connect(ctx context.Context, clientID, subdomain, state, redire
 // hex HMAC-SHA256("{client_id}|{account_id}") keyed with the client
 // secret. It returns the hook's answer (0: none within 3 s).
 func (s *Server) Revoke(ctx context.Context, clientID, subdomain, hook string) (int, error) {
-	c := s.clientLocked(clientID)
+	c := s.clientByID(clientID)
 	if c == nil {
 		return 0, fmt.Errorf("sandbox: no client %q", clientID)
 	}

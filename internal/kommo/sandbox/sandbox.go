@@ -308,7 +308,7 @@ func (s *Server) IssueTokens(subdomain string, userID int) (Tokens, error) {
 func (s *Server) IssueTokensFor(clientID, subdomain string, userID int) (Tokens, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.clientLocked(clientID) == nil {
+	if s.clientByID(clientID) == nil {
 		return Tokens{}, fmt.Errorf("sandbox: no client %q", clientID)
 	}
 	a, uid, err := s.userLocked(subdomain, userID)
@@ -321,7 +321,9 @@ func (s *Server) IssueTokensFor(clientID, subdomain string, userID int) (Tokens,
 // Clients returns the integrations the sandbox knows.
 func (s *Server) Clients() []Client { return slices.Clone(s.cfg.Clients) }
 
-func (s *Server) clientLocked(id string) *Client {
+// clientByID finds a client; the list is set at New and never changes, so
+// no lock is needed.
+func (s *Server) clientByID(id string) *Client {
 	for i := range s.cfg.Clients {
 		if s.cfg.Clients[i].ID == id {
 			return &s.cfg.Clients[i]
@@ -354,7 +356,7 @@ func (s *Server) IssueCode(subdomain string, userID int) (string, error) {
 func (s *Server) IssueCodeFor(clientID, subdomain string, userID int) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.clientLocked(clientID) == nil {
+	if s.clientByID(clientID) == nil {
 		return "", fmt.Errorf("sandbox: no client %q", clientID)
 	}
 	a, uid, err := s.userLocked(subdomain, userID)
