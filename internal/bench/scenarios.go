@@ -56,6 +56,7 @@ type runResult struct {
 	counts  map[store.Status]int64
 	dur     time.Duration // from the clock's start to the last result
 	c       sandbox.Counters
+	cpu     cpuUse // from the clock's start to the last result, per task
 	workers []*exec.Cmd
 }
 
@@ -90,10 +91,12 @@ func (b *bench) installs(ctx context.Context, sp runSpec) (runResult, error) {
 		return nil
 	}
 	var start time.Time
+	var cpu0 cpuSnap
 	if sp.enqueueFirst {
 		if res.total, err = b.enqueue(ctx, n, accts, sp.codes, sp.settings); err != nil {
 			return res, err
 		}
+		cpu0 = b.snapCPU(ctx)
 		start = time.Now()
 		if err := startWorkers(); err != nil {
 			return res, err
@@ -105,6 +108,7 @@ func (b *bench) installs(ctx context.Context, sp runSpec) (runResult, error) {
 		if err := b.waitServers(ctx, n.queue, max(sp.workers, 1)); err != nil {
 			return res, err
 		}
+		cpu0 = b.snapCPU(ctx)
 		start = time.Now()
 		if res.total, err = b.enqueue(ctx, n, accts, sp.codes, sp.settings); err != nil {
 			return res, err
@@ -114,6 +118,7 @@ func (b *bench) installs(ctx context.Context, sp runSpec) (runResult, error) {
 		return res, err
 	}
 	res.dur = time.Since(start)
+	res.cpu = since(cpu0, b.snapCPU(ctx), res.total)
 	res.c, err = b.counters(url)
 	return res, err
 }

@@ -20,10 +20,12 @@ func BenchmarkReserve(b *testing.B) {
 	ctx := context.Background()
 	var account int64
 	b.ReportAllocs()
+	cpu := r.ServerCPU(b)
 	for b.Loop() {
 		account++
 		if _, err := l.Reserve(ctx, ratelimit.Of(int64(account%1000)), time.Hour); err != nil {
 			b.Fatal(err)
 		}
 	}
+	r.ReportServerCPU(b, cpu)
 }

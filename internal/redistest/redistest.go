@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +83,39 @@ func Unique(t testing.TB) string {
 		name = name[:40]
 	}
 	return strings.ToLower(name) + "-" + hex.EncodeToString(b)
+}
+
+// ReportServerCPU reports, when b runs on a real Redis, the CPU the Redis
+// server spent per operation ("redis-cpu-µs/op", from INFO cpu): what a
+// script or pipeline costs on the server, which the client's ns/op does
+// not show. Call it after the timed loop, with the INFO taken before it.
+func (r *Redis) ReportServerCPU(b *testing.B, before float64) {
+	b.Helper()
+	if !r.Real() || b.N == 0 {
+		return
+	}
+	b.ReportMetric((r.ServerCPU(b)-before)*1e6/float64(b.N), "redis-cpu-µs/op")
+}
+
+// ServerCPU is the Redis server's user+system CPU so far, in seconds (0
+// on miniredis).
+func (r *Redis) ServerCPU(t testing.TB) float64 {
+	t.Helper()
+	if !r.Real() {
+		return 0
+	}
+	info, err := r.Client.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		t.Fatalf("INFO cpu: %v", err)
+	}
+	var sec float64
+	for _, line := range strings.Split(info, "\n") {
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				sec += f
+			}
+		}
+	}
+	return sec
 }

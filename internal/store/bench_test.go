@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,26 +10,40 @@ import (
 	"github.com/widgetq/widgetq/internal/store"
 )
 
-// BenchmarkRecord is one result recorded by a worker: the script that
-// writes it and moves it between status indexes.
+// BenchmarkRecord is one result recorded by a worker as the bench's
+// installs are: a task of a sealed batch, marked queued by its producer,
+// recorded installed — the script that writes it, moves it between
+// status indexes and moves the batch's counts. On a real Redis it reports
+// the server's CPU per record too.
 func BenchmarkRecord(b *testing.B) {
 	r := redistest.New(b)
 	s := store.New(r.Client, redistest.Unique(b))
 	ctx := context.Background()
-	var n int64
+	const members = 5000
+	qs := make([]store.Queued, members)
+	for i := range qs {
+		qs[i] = store.Queued{Op: "install", Queue: "q", AccountID: int64(i + 1), Code: "amo_asterisk", TaskID: fmt.Sprint("t", i), EnqueueID: fmt.Sprint("e", i)}
+	}
+	if err := s.MarkQueuedBatch(ctx, qs, store.BatchMarks{ID: "b_bench", Seal: true}); err != nil {
+		b.Fatal(err)
+	}
+	var n int
 	b.ReportAllocs()
+	cpu := r.ServerCPU(b)
 	for b.Loop() {
+		q := qs[n%members]
 		n++
-		res := &store.Result{AccountID: n % 5000, WidgetCode: "amo_asterisk", Operation: "install", Status: store.StatusInstalled, EnqueueID: "e",
-			Attempts: 1, WidgetID: 101, WidgetVersion: "1.0.3", FinishedAt: time.Now()}
+		res := &store.Result{AccountID: q.AccountID, WidgetCode: q.Code, Operation: "install", Status: store.StatusInstalled, EnqueueID: q.EnqueueID,
+			TaskID: q.TaskID, Queue: q.Queue, BatchID: "b_bench", Attempts: 1, WidgetID: 101, WidgetVersion: "1.0.3", FinishedAt: time.Now()}
 		if err := s.Record(ctx, res); err != nil {
 			b.Fatal(err)
 		}
 	}
+	r.ReportServerCPU(b, cpu)
 }
 
 // BenchmarkBegin is a task's first round trip: result, account, block
-// mark and the in-flight mark in one pipeline.
+// mark and the in-flight mark.
 func BenchmarkBegin(b *testing.B) {
 	r := redistest.New(b)
 	s := store.New(r.Client, redistest.Unique(b))
@@ -38,10 +53,12 @@ func BenchmarkBegin(b *testing.B) {
 	}
 	var n int64
 	b.ReportAllocs()
+	cpu := r.ServerCPU(b)
 	for b.Loop() {
 		n++
 		if _, err := s.Begin(ctx, n%100+1, "", "amo_asterisk", true); err != nil {
 			b.Fatal(err)
 		}
 	}
+	r.ReportServerCPU(b, cpu)
 }
