@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,12 +304,19 @@ func TestA401RefreshesOnceAndRetries(t *testing.T) {
 			_, _ = io.WriteString(w, `{"title":"Unauthorized","status":401}`)
 			return
 		}
+		if string(body) != `{"login":"x"}` {
+			// The retry must carry the body again.
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(400)
+			_, _ = io.WriteString(w, `{"title":"Bad Request","status":400,"detail":"body `+strconv.Quote(string(body))+`"}`)
+			return
+		}
 		hal(w, 200, `{"id":1,"code":"w","is_active_in_account":true,"settings":`+string(body)+`}`)
 	})
 	auth := &flipAuth{tokens: []string{"old", "new", "newer"}}
 	c2, _ := NewClient(c.BaseURL(), WithAuth(auth))
 	w, _, err := c2.InstallWidget(context.Background(), "w", json.RawMessage(`{"login":"x"}`))
-	if err != nil || !bool(w.IsActiveInAccount) || string(w.Settings["login"]) != `"x"` {
+	if err != nil || !bool(w.IsActiveInAccount) || w.ID != 1 || w.Code != "w" {
 		t.Fatalf("install after refresh: %+v %v (the body must be sent again)", w, err)
 	}
 	if strings.Join(sent(), ",") != "old,new" || auth.refreshes.Load() != 1 {

@@ -106,7 +106,7 @@ func TestClientAgainstSandbox(t *testing.T) {
 		t.Fatalf("telephony %+v %v", lp, err)
 	}
 	installed, resp, err := c.InstallWidget(ctx, sandbox.WidgetAsterisk, seedSettings, "eXaMp1E")
-	if err != nil || !bool(installed.IsActiveInAccount) || string(installed.Settings["password"]) != `"eXaMp1E"` || resp.RequestID == "" {
+	if err != nil || !bool(installed.IsActiveInAccount) || installed.Code != sandbox.WidgetAsterisk || installed.ID == 0 || installed.Version == "" || resp.RequestID == "" {
 		t.Fatalf("install %+v %v", installed, err)
 	}
 	w, _, _ = c.GetWidget(ctx, sandbox.WidgetAsterisk)

@@ -128,7 +128,9 @@ func (c *Client) relative(href string) (string, error) {
 
 // InstallWidget installs a widget into the account with the given settings
 // (a flat JSON object keyed by settings_template keys): POST
-// /api/v4/widgets/{code}. Only administrators may. secrets are the values
+// /api/v4/widgets/{code}. Only administrators may. The widget returned
+// holds what the answer says of the install: its ID, code, version and
+// is_active_in_account (GetWidget reads the rest). secrets are the values
 // that must never reach an error (see SecretValues); the access token is
 // always scrubbed.
 func (c *Client) InstallWidget(ctx context.Context, code string, settings json.RawMessage, secrets ...string) (*Widget, *Response, error) {
@@ -143,12 +145,23 @@ func (c *Client) InstallWidget(ctx context.Context, code string, settings json.R
 	if body[0] != '{' || !json.Valid(body) {
 		return nil, nil, &Error{Op: op, Class: ClassInvalid, Detail: "settings must be a JSON object"}
 	}
-	var w Widget
+	var w installed
 	resp, err := c.do(ctx, call{op: op, method: "POST", path: "/api/v4/widgets/" + code, body: body, secrets: secrets}, &w)
 	if err != nil {
 		return nil, resp, err
 	}
-	return &w, resp, nil
+	return &Widget{ID: w.ID, Code: w.Code, Version: w.Version, IsActiveInAccount: w.IsActiveInAccount}, resp, nil
+}
+
+// installed is what an install's answer is read for. The rest of the
+// widget (its settings_template, the settings echoed back, its links) is
+// not needed, and decoding it was most of the worker's JSON work per
+// install: fields a struct does not name are only scanned.
+type installed struct {
+	ID                int     `json:"id"`
+	Code              string  `json:"code"`
+	Version           Version `json:"version"`
+	IsActiveInAccount Bool    `json:"is_active_in_account"`
 }
 
 // UninstallWidget removes a widget from the account: DELETE
