@@ -169,56 +169,94 @@ if now <= 0 then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end`
 
-// reserveScript reserves the next slot of a budget, of its account over
-// all integrations and of the global budget at once, on the Redis server's
-// clock (microseconds).
-// KEYS: budget TAT, budget pause-until, budget slow factor, global TAT,
+// ReserveLua defines the Lua function reserve(K, A): it reserves the next
+// slot of a budget, of its account over all integrations and of the
+// global budget at once, on the Redis server's clock (microseconds), and
+// returns {reserved (0/1), wait}. K and A are the tables of keys and
+// arguments a Reservation carries. Another script that must reserve in
+// the same step as its own work (the worker's first read of a task)
+// includes it; reserveScript is it alone.
+// K: budget TAT, budget pause-until, budget slow factor, global TAT,
 // account TAT.
-// ARGV: budget interval, global interval (0: none), max wait, now (0:
-// TIME), account interval.
-// Returns {reserved (0/1), wait}.
-var reserveScript = redis.NewScript(fmt.Sprintf(scriptNow, 4) + `
-local ia = tonumber(ARGV[1]) * tonumber(redis.call('GET', KEYS[3]) or '1')
-local ig = tonumber(ARGV[2])
-local start = now
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat > start then start = tat end
-local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
-if pause > start then start = pause end
-if ig > 0 then
-  local g = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if g > start then start = g end
+// A: budget interval, global interval (0: none), max wait, now (0: TIME),
+// account interval.
+const ReserveLua = `
+local function reserve(K, A)
+  local now = tonumber(A[4])
+  if now <= 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  local ia = tonumber(A[1]) * tonumber(redis.call('GET', K[3]) or '1')
+  local ig = tonumber(A[2])
+  local start = now
+  local tat = tonumber(redis.call('GET', K[1]) or '0')
+  if tat > start then start = tat end
+  local pause = tonumber(redis.call('GET', K[2]) or '0')
+  if pause > start then start = pause end
+  if ig > 0 then
+    local g = tonumber(redis.call('GET', K[4]) or '0')
+    if g > start then start = g end
+  end
+  local it = tonumber(A[5])
+  local t = tonumber(redis.call('GET', K[5]) or '0')
+  if t > start then start = t end
+  local wait = start - now
+  if wait > tonumber(A[3]) then return {0, wait} end
+  redis.call('SET', K[1], string.format('%.0f', start + ia), 'PX', math.floor((start + ia - now) / 1000) + 1000)
+  redis.call('SET', K[5], string.format('%.0f', start + it), 'PX', math.floor((start + it - now) / 1000) + 1000)
+  if ig > 0 then
+    redis.call('SET', K[4], string.format('%.0f', start + ig), 'PX', math.floor((start + ig - now) / 1000) + 1000)
+  end
+  return {1, wait}
 end
-local it = tonumber(ARGV[5])
-local t = tonumber(redis.call('GET', KEYS[5]) or '0')
-if t > start then start = t end
-local wait = start - now
-if wait > tonumber(ARGV[3]) then return {0, wait} end
-redis.call('SET', KEYS[1], string.format('%.0f', start + ia), 'PX', math.floor((start + ia - now) / 1000) + 1000)
-redis.call('SET', KEYS[5], string.format('%.0f', start + it), 'PX', math.floor((start + it - now) / 1000) + 1000)
-if ig > 0 then
-  redis.call('SET', KEYS[4], string.format('%.0f', start + ig), 'PX', math.floor((start + ig - now) / 1000) + 1000)
-end
-return {1, wait}`)
+`
+
+var reserveScript = redis.NewScript(ReserveLua + `return reserve(KEYS, ARGV)`)
+
+// Reservation is one reservation's keys and arguments, for ReserveLua in
+// another script; Reserved reads its answer.
+type Reservation struct {
+	Budget Budget
+	Keys   []string
+	Args   []any
+}
+
+// Reservation returns the keys and arguments that reserve the budget's
+// next slot if it is at most maxWait away.
+func (l *Limiter) Reservation(b Budget, maxWait time.Duration) Reservation {
+	ig := int64(0)
+	if l.cfg.Global > 0 {
+		ig = l.cfg.interval(l.cfg.Global).Microseconds()
+	}
+	return Reservation{Budget: b, Keys: l.keys(b), Args: []any{
+		l.cfg.interval(l.cfg.PerAccount).Microseconds(), ig, maxWait.Microseconds(), l.now(), l.cfg.interval(l.cfg.PerAccountTotal).Microseconds()}}
+}
+
+// Reserved reads reserve's answer: how long until the reserved slot, or,
+// when it was further than the reservation's maxWait and not reserved, a
+// *retry.DeferError with the time until it.
+func (r Reservation) Reserved(res []int64) (time.Duration, error) {
+	if len(res) != 2 {
+		return 0, fmt.Errorf("rate limiter: reservation answered %v", res)
+	}
+	wait := time.Duration(res[1]) * time.Microsecond
+	if res[0] == 0 {
+		return wait, &retry.DeferError{Delay: wait, Reason: fmt.Sprintf("rate budget of %s spent", r.Budget)}
+	}
+	return wait, nil
+}
 
 // Reserve reserves the budget's next request slot if it is at most
 // maxWait away, and returns how long until it. A slot further away is not
 // reserved: the result is a *retry.DeferError with the time until it.
 func (l *Limiter) Reserve(ctx context.Context, b Budget, maxWait time.Duration) (time.Duration, error) {
-	ig := int64(0)
-	if l.cfg.Global > 0 {
-		ig = l.cfg.interval(l.cfg.Global).Microseconds()
-	}
-	res, err := reserveScript.Run(ctx, l.rdb, l.keys(b),
-		l.cfg.interval(l.cfg.PerAccount).Microseconds(), ig, maxWait.Microseconds(), l.now(), l.cfg.interval(l.cfg.PerAccountTotal).Microseconds()).Int64Slice()
+	r := l.Reservation(b, maxWait)
+	res, err := reserveScript.Run(ctx, l.rdb, r.Keys, r.Args...).Int64Slice()
 	if err != nil {
 		return 0, fmt.Errorf("rate limiter: %w", err)
 	}
-	wait := time.Duration(res[1]) * time.Microsecond
-	if res[0] == 0 {
-		return wait, &retry.DeferError{Delay: wait, Reason: fmt.Sprintf("rate budget of %s spent", b)}
-	}
-	return wait, nil
+	return r.Reserved(res)
 }
 
 // Wait reserves a slot at most maxWait away and sleeps until it. After a
@@ -226,11 +264,26 @@ func (l *Limiter) Reserve(ctx context.Context, b Budget, maxWait time.Duration) 
 // waits out the pause too when it fits in maxWait, else defers.
 func (l *Limiter) Wait(ctx context.Context, b Budget, maxWait time.Duration) error {
 	deadline := time.Now().Add(maxWait)
-	for range 3 {
-		wait, err := l.Reserve(ctx, b, time.Until(deadline))
-		if err != nil {
-			return err
-		}
+	wait, err := l.Reserve(ctx, b, maxWait)
+	if err != nil {
+		return err
+	}
+	return l.waitSlot(ctx, b, wait, deadline)
+}
+
+// Redeem is Wait for a slot reserved already (by ReserveLua in another
+// script): it sleeps until the slot, at, and then goes on as Wait does,
+// within maxWait from now.
+func (l *Limiter) Redeem(ctx context.Context, b Budget, at time.Time, maxWait time.Duration) error {
+	return l.waitSlot(ctx, b, time.Until(at), time.Now().Add(maxWait))
+}
+
+// waitSlot sleeps until a reserved slot wait away; after a sleep, a 429
+// that paused the budget meanwhile is waited out (with a new reservation)
+// when it ends before the deadline, else the task defers. Three
+// reservations at most.
+func (l *Limiter) waitSlot(ctx context.Context, b Budget, wait time.Duration, deadline time.Time) error {
+	for i := 1; ; i++ {
 		if wait <= 0 {
 			return nil
 		}
@@ -247,8 +300,13 @@ func (l *Limiter) Wait(ctx context.Context, b Budget, maxWait time.Duration) err
 		if paused > time.Until(deadline) {
 			return &retry.DeferError{Delay: paused, Reason: fmt.Sprintf("%s paused after a 429", b)}
 		}
+		if i == 3 {
+			return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("%s kept being paused", b)}
+		}
+		if wait, err = l.Reserve(ctx, b, time.Until(deadline)); err != nil {
+			return err
+		}
 	}
-	return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("%s kept being paused", b)}
 }
 
 // pauseScript pauses an account until now+pause (never shortening a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -391,6 +392,8 @@ type TaskState struct {
 	Block   *Block
 	// KommoPause is the pause on all Kommo traffic, when one is on.
 	KommoPause *KommoPause
+	// Part is what BeginWith's script part answered (nil: it did not run).
+	Part []int64
 }
 
 // Begin reads a task's state in one round trip and, when markInFlight,
@@ -399,45 +402,113 @@ type TaskState struct {
 // mark cannot know whether it took effect. Recording a verdict clears it.
 // Result is the state before the mark.
 func (s *ResultStore) Begin(ctx context.Context, account int64, integ, code string, markInFlight bool) (TaskState, error) {
-	var res, acct *redis.MapStringStringCmd
-	var blk, pause *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		res = p.HGetAll(ctx, s.resultKey(account, code))
-		acct = p.HGetAll(ctx, s.credKey(account, integ))
-		blk = p.Get(ctx, s.key("blocked", id(account)))
-		pause = p.Get(ctx, s.kommoPauseKey())
-		if markInFlight {
-			// The first run's time stays: it bounds when a request it sent
-			// could still take effect.
-			p.HSetNX(ctx, s.resultKey(account, code), "inflight", s.now().UTC().Format(time.RFC3339Nano))
+	return s.BeginWith(ctx, account, integ, code, markInFlight, nil)
+}
+
+// ScriptPart is another package's work that Begin does in the same script
+// call, after its reads, when the task may reach Kommo: credentials
+// stored and not revoked, no block mark, no pause of all Kommo traffic.
+// Lua defines `local function part(K, A)`, which gets the tables of Keys
+// and Args (all in widgetq's key space) and returns an array of integers,
+// TaskState.Part.
+type ScriptPart struct {
+	Lua  string
+	Keys []string
+	Args []any
+}
+
+// beginLua reads a task's state, marks it in flight, and runs a part.
+// KEYS: the result, the credentials, the block mark, the Kommo pause,
+// then the part's.
+// ARGV: the in-flight time (”: no mark), how many keys are the part's,
+// then the part's arguments.
+const beginLua = `
+local res = redis.call('HGETALL', KEYS[1])
+local acct = redis.call('HGETALL', KEYS[2])
+local blk = redis.call('GET', KEYS[3])
+local pause = redis.call('GET', KEYS[4])
+if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'inflight', ARGV[1]) end
+local out = false
+local nk = tonumber(ARGV[2])
+if part and #acct > 0 and not blk and not pause and redis.call('HEXISTS', KEYS[2], 'revoked_at') == 0 then
+  local K, A = {}, {}
+  for i = 1, nk do K[i] = KEYS[4 + i] end
+  for i = 3, #ARGV do A[#A + 1] = ARGV[i] end
+  out = part(K, A)
+end
+return {res, acct, blk, pause, out}`
+
+var (
+	beginScript  = redis.NewScript("local part = nil\n" + beginLua)
+	beginScripts sync.Map // ScriptPart.Lua → *redis.Script
+)
+
+// BeginWith is Begin doing part in the same script call (nil: none).
+func (s *ResultStore) BeginWith(ctx context.Context, account int64, integ, code string, markInFlight bool, part *ScriptPart) (TaskState, error) {
+	script := beginScript
+	keys := []string{s.resultKey(account, code), s.credKey(account, integ), s.key("blocked", id(account)), s.kommoPauseKey()}
+	var inflight string
+	if markInFlight {
+		// The first run's time stays: it bounds when a request it sent
+		// could still take effect.
+		inflight = s.now().UTC().Format(time.RFC3339Nano)
+	}
+	args := []any{inflight, 0}
+	if part != nil {
+		sc, ok := beginScripts.Load(part.Lua)
+		if !ok {
+			sc, _ = beginScripts.LoadOrStore(part.Lua, redis.NewScript(part.Lua+beginLua))
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+		script = sc.(*redis.Script)
+		keys = append(keys, part.Keys...)
+		args = append(append(args[:1], len(part.Keys)), part.Args...)
+	}
+	raw, err := script.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
 		return TaskState{}, redisErr("begin task", err)
 	}
+	if len(raw) != 5 {
+		return TaskState{}, fmt.Errorf("store: begin task: the script answered %d values", len(raw))
+	}
 	var st TaskState
-	if r, err := decodeResult(account, code, res.Val()); err == nil {
+	if r, err := decodeResult(account, code, flatMap(raw[0])); err == nil {
 		st.Result = r
 	} else if !errors.Is(err, ErrNotFound) {
 		return st, err
 	}
-	if a, err := s.decodeAccount(account, integ, acct.Val()); err == nil {
+	if a, err := s.decodeAccount(account, integ, flatMap(raw[1])); err == nil {
 		st.Account = a
 	} else if !errors.Is(err, ErrNotFound) {
 		// Stored, but its tokens do not open with this process's keys.
 		return st, err
 	}
-	if raw, err := blk.Bytes(); err == nil {
+	if v, ok := raw[2].(string); ok {
 		var b Block
-		if json.Unmarshal(raw, &b) == nil {
+		if json.Unmarshal([]byte(v), &b) == nil {
 			st.Block = &b
 		}
 	}
-	if v, err := pause.Result(); err == nil {
+	if v, ok := raw[3].(string); ok {
 		st.KommoPause = decodeKommoPause(v)
 	}
+	if out, ok := raw[4].([]any); ok {
+		st.Part = make([]int64, len(out))
+		for i, v := range out {
+			st.Part[i], _ = v.(int64)
+		}
+	}
 	return st, nil
+}
+
+// flatMap is a hash that a script returned as HGETALL's flat array.
+func flatMap(v any) map[string]string {
+	a, _ := v.([]any)
+	m := make(map[string]string, len(a)/2)
+	for i := 0; i+1 < len(a); i += 2 {
+		k, _ := a[i].(string)
+		m[k], _ = a[i+1].(string)
+	}
+	return m
 }
 
 // ClearInFlight takes back an in-flight mark set by a run that ended

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/widgetq/widgetq/internal/keyspace"
 	"github.com/widgetq/widgetq/internal/redistest"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/internal/waitfor"
@@ -406,5 +407,58 @@ func TestKommoPauseTripsOnBlocksFromSeveralAccounts(t *testing.T) {
 	}
 	if note(11) == nil {
 		t.Fatal("three blocks in a row (a failure between them) did not trip")
+	}
+}
+
+// TestBeginRunsItsPartOnlyWhenTheTaskMayReachKommo: BeginWith's script
+// part (the worker's rate reservation) runs in the same call only for an
+// account with credentials, not revoked, not blocked, and with all Kommo
+// traffic not paused; it gets its keys and arguments and its answer comes
+// back; the state reads are the same with or without it.
+func TestBeginRunsItsPartOnlyWhenTheTaskMayReachKommo(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	ctx := context.Background()
+	part := func(key string) *store.ScriptPart {
+		return &store.ScriptPart{Lua: "local function part(K, A) redis.call('SET', K[1], A[1]) return {tonumber(A[1]), 7} end\n",
+			Keys: []string{key}, Args: []any{42}}
+	}
+	for _, c := range []struct {
+		name    string
+		prepare func(s *store.Store)
+		runs    bool
+	}{
+		{"credentials stored", func(*store.Store) {}, true},
+		{"no credentials", func(s *store.Store) { _ = s.DeleteAccount(ctx, 1, "") }, false},
+		{"blocked", func(s *store.Store) { _ = s.MarkBlocked(ctx, store.Block{AccountID: 1}, time.Hour) }, false},
+		{"revoked", func(s *store.Store) { _, _ = s.MarkRevoked(ctx, 1, "") }, false},
+		{"all Kommo traffic paused", func(s *store.Store) {
+			for n := int64(2); n <= 4; n++ {
+				_, _ = s.NoteBlock(ctx, n, time.Minute, 3, time.Hour)
+			}
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prefix := redistest.Unique(t)
+			s := store.New(r.Client, prefix)
+			if err := s.PutAccount(ctx, store.Account{ID: 1, BaseURL: "https://a.kommo.com", AccessToken: "at"}); err != nil {
+				t.Fatal(err)
+			}
+			c.prepare(s)
+			key := keyspace.New(prefix).Key("part")
+			st, err := s.BeginWith(ctx, 1, "", "w", true, part(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ran := r.Client.Get(ctx, key).Val() == "42"
+			if ran != c.runs || (st.Part != nil) != c.runs || (c.runs && fmt.Sprint(st.Part) != "[42 7]") {
+				t.Fatalf("part ran %v, answered %v; want it to run: %v", ran, st.Part, c.runs)
+			}
+			plain, err := s.Begin(ctx, 1, "", "w", true)
+			if err != nil || (plain.Account == nil) != (st.Account == nil) || (plain.Block == nil) != (st.Block == nil) ||
+				(plain.KommoPause == nil) != (st.KommoPause == nil) || plain.Part != nil {
+				t.Fatalf("Begin and BeginWith read different states: %+v / %+v (%v)", plain, st, err)
+			}
+		})
 	}
 }

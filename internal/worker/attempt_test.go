@@ -190,3 +190,59 @@ func TestAnUnregisteredIntegrationFailsWithoutARequest(t *testing.T) {
 		t.Fatalf("owner without credentials: %+v %+v", r, r.LastError)
 	}
 }
+
+// TestEachRequestSpendsOneReservationTheFirstMadeWithTheState: the rate
+// slot of an attempt's first request is reserved in the script that reads
+// the task's state, and spent by that request; later requests reserve
+// their own; a task that may not reach the account reserves nothing. On a
+// frozen limiter clock with a 1 µs interval, the budget's TAT moves 1 per
+// reservation, so it counts them against the sandbox's requests.
+func TestEachRequestSpendsOneReservationTheFirstMadeWithTheState(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{Widgets: sandbox.FillerWidgets(1, 500)})
+	e.addAccounts(t, 1, 2)
+	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix, PerAccount: 1e6, PerAccountTotal: 1e6, Margin: -1, Now: func() time.Time { return frozen }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
+	ctx := context.Background()
+	reservations := func(account string) int64 {
+		t.Helper()
+		v, err := e.r.Client.Get(ctx, keyspace.New(e.prefix).Key("rl", "tat", account)).Int64()
+		if err != nil {
+			return 0
+		}
+		return v - frozen.UnixMicro()
+	}
+	install := func(account int64, code string) {
+		t.Helper()
+		task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: code, Settings: json.RawMessage(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: "t", Queue: e.queue, MaxRetry: 5}); err != nil {
+			t.Fatalf("install %s into %d: %v", code, account, err)
+		}
+	}
+	// The first install also reads the widget's template: two requests.
+	install(1, "filler_0001")
+	// Again: the template is cached now, one request.
+	install(1, "filler_0001")
+	requests := e.sb.Counters().Accounts["1"].Requests
+	if got := reservations("1"); requests != 3 || got != requests {
+		t.Fatalf("account 1: %d requests, %d reservations; want 3 of each", requests, got)
+	}
+	// A blocked account: nothing sent, nothing reserved.
+	if err := e.st.MarkBlocked(ctx, store.Block{AccountID: 2}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	task, _ := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: 2, WidgetCode: "filler_0001", Settings: json.RawMessage(`{}`)})
+	if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: "t2", Queue: e.queue, MaxRetry: 5}); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("a blocked account's install: %v", err)
+	}
+	if got := reservations("2"); got != 0 || e.sb.Counters().Accounts["2"].Requests != 0 {
+		t.Fatalf("a blocked account: %d reservations, %d requests", got, e.sb.Counters().Accounts["2"].Requests)
+	}
+}

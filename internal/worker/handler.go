@@ -153,7 +153,9 @@ func (c Config) WithDefaults() Config {
 type State interface {
 	// Begin reads a task's result, account, block mark and the Kommo
 	// pause in one round trip, and marks the result in flight.
-	Begin(ctx context.Context, account int64, integ, code string, markInFlight bool) (store.TaskState, error)
+	// and the rate reservation of the attempt's first request (the
+	// script part) — when the task may reach Kommo.
+	BeginWith(ctx context.Context, account int64, integ, code string, markInFlight bool, part *store.ScriptPart) (store.TaskState, error)
 	ClearInFlight(ctx context.Context, account int64, code string) error
 	Record(ctx context.Context, r *store.Result) error
 	RecordUnfinished(ctx context.Context, r *store.Result) (bool, error)
@@ -272,7 +274,28 @@ type attempt struct {
 	batch string
 	// digest fingerprints the installed settings' non-secret values.
 	digest map[string]string
-	mu     sync.Mutex
+	// slot is the rate slot reserved with the task's state, for its first
+	// request (nil: none, or spent).
+	slot *slot
+	mu   sync.Mutex
+}
+
+// slot is a reservation made before the attempt's first request: the
+// time it is due, or why none was made (the budget is spent further
+// ahead than the attempt may wait).
+type slot struct {
+	at  time.Time
+	err error
+}
+
+// takeSlot returns the reserved slot once; later requests reserve their
+// own.
+func (a *attempt) takeSlot() *slot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.slot
+	a.slot = nil
+	return s
 }
 
 // taskType is the attempt's asynq task type.
@@ -402,16 +425,42 @@ func (h *Handler) begin(ctx context.Context, op string, account int64, integ, co
 		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
 	}
 	a.prepErr = err
-	// One round trip: the result so far, the account, its block mark — and
-	// the in-flight mark, set before anything may reach Kommo (a run that
-	// ends before the install clears it with its verdict).
-	st, err := h.st.Begin(ctx, account, a.integ, code, a.prepErr == nil && op != "verify")
+	// One round trip: the result so far, the account, its block mark, the
+	// in-flight mark, set before anything may reach Kommo (a run that ends
+	// before the install clears it with its verdict) — and the rate slot of
+	// the first request, when the account may be sent to at all.
+	var part *store.ScriptPart
+	var rsv ratelimit.Reservation
+	if a.prepErr == nil {
+		rsv = h.lim.Reservation(a.budget(), h.maxWait(ctx, a))
+		part = &store.ScriptPart{Lua: reservePart, Keys: rsv.Keys, Args: rsv.Args}
+	}
+	st, err := h.st.BeginWith(ctx, account, a.integ, code, a.prepErr == nil && op != "verify", part)
 	if err != nil {
 		// Redis is failing: a retry, not a verdict.
 		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
 	}
 	a.prev, a.acct, a.block, a.kommoPause = st.Result, st.Account, st.Block, st.KommoPause
+	if st.Part != nil {
+		wait, err := rsv.Reserved(st.Part)
+		a.slot = &slot{at: time.Now().Add(wait), err: err}
+	}
 	return a, nil
+}
+
+// reservePart is the limiter's reservation as Begin's script part.
+const reservePart = ratelimit.ReserveLua + "local part = reserve\n"
+
+// maxWait is how long an attempt's request may wait for rate budget
+// before the task defers: MaxWait, or, when asynq would archive a
+// deferral now, until the task's deadline less a request's time.
+func (h *Handler) maxWait(ctx context.Context, a *attempt) time.Duration {
+	if !a.canDefer() {
+		if dl, ok := ctx.Deadline(); ok {
+			return max(time.Until(dl)-h.cfg.RequestTimeout, h.cfg.MaxWait)
+		}
+	}
+	return h.cfg.MaxWait
 }
 
 // kommoHTTP is the HTTP client of an attempt's requests to Kommo: each
@@ -426,14 +475,7 @@ func (h *Handler) kommoHTTP(a *attempt, maxWait time.Duration) *http.Client {
 // client builds the Kommo client of one attempt: requests paced by the
 // limiter, tokens refreshed under the account's lock.
 func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (*kommo.Client, error) {
-	maxWait := h.cfg.MaxWait
-	if !a.canDefer() {
-		// asynq would archive a deferral now: wait in process instead.
-		if dl, ok := ctx.Deadline(); ok {
-			maxWait = max(time.Until(dl)-h.cfg.RequestTimeout, h.cfg.MaxWait)
-		}
-	}
-	hc := h.kommoHTTP(a, maxWait)
+	hc := h.kommoHTTP(a, h.maxWait(ctx, a))
 	var auth kommo.Authenticator = kommo.StaticToken(acct.AccessToken)
 	if a.oauth != nil && a.oauth.ClientID != "" {
 		// The integration's own client: a refresh token refreshes only
@@ -815,7 +857,13 @@ type pacedTransport struct {
 
 func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
-	err := t.lim.Wait(req.Context(), t.budget, t.maxWait)
+	var err error
+	if sl := t.a.takeSlot(); sl == nil {
+		err = t.lim.Wait(req.Context(), t.budget, t.maxWait)
+	} else if err = sl.err; err == nil {
+		// Reserved with the task's state: no round trip of its own.
+		err = t.lim.Redeem(req.Context(), t.budget, sl.at, t.maxWait)
+	}
 	t.a.addWait(time.Since(start))
 	if err != nil {
 		if req.Body != nil {
