@@ -420,7 +420,7 @@ type ScriptPart struct {
 // beginLua reads a task's state, marks it in flight, and runs a part.
 // KEYS: the result, the credentials, the block mark, the Kommo pause,
 // then the part's.
-// ARGV: the in-flight time (”: no mark), how many keys are the part's,
+// ARGV: the in-flight time (empty: no mark), how many keys are the part's,
 // then the part's arguments.
 const beginLua = `
 local res = redis.call('HGETALL', KEYS[1])
