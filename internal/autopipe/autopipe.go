@@ -23,6 +23,7 @@ type Client struct {
 	redis.UniversalClient
 	reqs     chan *request
 	maxBatch int
+	direct   func(keys []string) bool
 	timeout  time.Duration
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -38,25 +39,49 @@ type request struct {
 	done chan struct{}
 }
 
+// Options tune a Client.
+type Options struct {
+	// Loops is how many pipelines may be in flight at once (default 4).
+	// With one, the calls that arrive while a pipeline is out all go in
+	// the next: fewer round trips, each call waiting at most one more.
+	Loops int
+	// MaxBatch is the most calls in one pipeline (default 256).
+	MaxBatch int
+	// Direct, when set, picks the calls sent at once on their own: a
+	// caller whose calls come one after another while others wait on it
+	// (asynq's dequeue) must not wait for a pipeline in flight.
+	Direct func(keys []string) bool
+}
+
 // New wraps c. loops pipelines may be in flight at once (default 4), each
 // of at most maxBatch calls (default 256).
 func New(c redis.UniversalClient, loops, maxBatch int) *Client {
-	if loops <= 0 {
-		loops = 4
+	return NewWith(c, Options{Loops: loops, MaxBatch: maxBatch})
+}
+
+// NewWith wraps c with the options.
+func NewWith(c redis.UniversalClient, o Options) *Client {
+	if o.Loops <= 0 {
+		o.Loops = 4
 	}
-	if maxBatch <= 0 {
-		maxBatch = 256
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
 	}
-	a := &Client{UniversalClient: c, reqs: make(chan *request, maxBatch*loops), maxBatch: maxBatch, timeout: 30 * time.Second, stop: make(chan struct{})}
-	for range loops {
+	a := &Client{UniversalClient: c, reqs: make(chan *request, o.MaxBatch*o.Loops), maxBatch: o.MaxBatch, direct: o.Direct,
+		timeout: 30 * time.Second, stop: make(chan struct{})}
+	for range o.Loops {
 		a.wg.Add(1)
 		go a.loop()
 	}
 	return a
 }
 
-// EvalSha queues the call for the next pipeline and waits for its reply.
+// EvalSha queues the call for the next pipeline and waits for its reply
+// (or, for a call Direct picks, sends it at once).
 func (a *Client) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	if a.direct != nil && a.direct(keys) {
+		return a.UniversalClient.EvalSha(ctx, sha, keys, args...)
+	}
 	r := &request{sha: sha, keys: keys, args: args, done: make(chan struct{})}
 	a.mu.RLock()
 	if a.closed {

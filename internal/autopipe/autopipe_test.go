@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,5 +133,63 @@ func TestCanceledCallerReturnsAndCloseDrains(t *testing.T) {
 	// After Close, calls pass straight through.
 	if err := incr.Run(context.Background(), a, []string{"autopipe-closed-" + redistest.Unique(t)}, 1).Err(); err != nil {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// evalShaHook counts EVALSHAs sent on their own and in pipelines.
+type evalShaHook struct {
+	mu            sync.Mutex
+	single, piped int
+}
+
+func (h *evalShaHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *evalShaHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" {
+			h.mu.Lock()
+			h.single++
+			h.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *evalShaHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "evalsha" {
+				h.mu.Lock()
+				h.piped++
+				h.mu.Unlock()
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestDirectCallsSkipThePipeline: a call Direct picks goes out on its own
+// at once (a round trip that is not a pipeline); the others are
+// pipelined.
+func TestDirectCallsSkipThePipeline(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	ctx := context.Background()
+	if err := incr.Load(ctx, r.Client).Err(); err != nil {
+		t.Fatal(err)
+	}
+	hook := &evalShaHook{}
+	r.Client.AddHook(hook)
+	a := autopipe.NewWith(r.Client, autopipe.Options{Loops: 1, Direct: func(keys []string) bool { return strings.HasSuffix(keys[0], ":pending") }})
+	defer a.Close()
+	u := redistest.Unique(t)
+	if err := incr.Run(ctx, a, []string{"autopipe-" + u + ":pending"}, 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := incr.Run(ctx, a, []string{"autopipe-" + u + ":other"}, 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if hook.single != 1 || hook.piped != 1 {
+		t.Fatalf("%d EVALSHAs on their own, %d pipelined; want 1 and 1", hook.single, hook.piped)
 	}
 }

@@ -176,9 +176,20 @@ local function bmove(bk, from, to)
 end
 local function bcheck(bk, now, outbox, ttl)
   redis.call('PEXPIRE', bk, ttl)
-  if redis.call('HGET', bk, 'sealed') ~= '1' then return end
+  local m = redis.call('HMGET', bk, 'sealed', 'done', 's:queued', 's:retrying')
+  if m[1] ~= '1' then return end
+  local open = (tonumber(m[3]) or 0) + (tonumber(m[4]) or 0)
+  if m[2] == '1' then
+    if open > 0 then
+      redis.call('HSET', bk, 'done', '0')
+      redis.call('HDEL', bk, 'done_at')
+    end
+    return
+  end
+  if open > 0 then return end
+  -- Every member is final: the whole hash, only now.
   local h = redis.call('HGETALL', bk)
-  local counts, total, done, sum, id, url = {}, 0, false, 0, '', ''
+  local counts, total, sum, id, url = {}, 0, 0, '', ''
   for i = 1, #h, 2 do
     local f, v = h[i], h[i + 1]
     if string.sub(f, 1, 2) == 's:' then
@@ -186,13 +197,11 @@ local function bcheck(bk, now, outbox, ttl)
       if n ~= 0 then counts[string.sub(f, 3)] = n end
       sum = sum + n
     elseif f == 'total' then total = tonumber(v)
-    elseif f == 'done' then done = (v == '1')
     elseif f == 'id' then id = v
     elseif f == 'callback_url' then url = v
     end
   end
-  local open = (counts['queued'] or 0) + (counts['retrying'] or 0)
-  if not done and open == 0 and sum >= total then
+  if sum >= total then
     local n = redis.call('HINCRBY', bk, 'completions', 1)
     redis.call('HSET', bk, 'done', '1', 'done_at', now)
     if redis.call('HGET', bk, 'events') == '1' then
@@ -200,9 +209,6 @@ local function bcheck(bk, now, outbox, ttl)
         data = {batch_id = id, total = total, counts = counts}})
       redis.call('LPUSH', outbox, cjson.encode({event = ev, url = url, at = now}))
     end
-  elseif done and open > 0 then
-    redis.call('HSET', bk, 'done', '0')
-    redis.call('HDEL', bk, 'done_at')
   end
 end
 `

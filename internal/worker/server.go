@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/webhook"
@@ -16,6 +17,11 @@ import (
 
 // ServerConfig tunes the asynq server around a Handler.
 type ServerConfig struct {
+	// Client, when set, is the Redis client the server uses instead of
+	// one of its own on opt (the worker's auto-pipelined client: asynq's
+	// completions then share round trips with the handler's calls). It is
+	// not closed with the server.
+	Client redis.UniversalClient
 	// Concurrency is how many tasks run at once in this process (default 50).
 	Concurrency int
 	// Queues and their priorities (default: tasks.DefaultQueue only).
@@ -51,7 +57,7 @@ func NewServer(opt asynq.RedisConnOpt, h *Handler, cfg ServerConfig) (*asynq.Ser
 		cfg.Logger = slog.Default()
 	}
 	policy := h.cfg.Policy
-	srv := asynq.NewServer(opt, asynq.Config{
+	acfg := asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
@@ -66,7 +72,13 @@ func NewServer(opt asynq.RedisConnOpt, h *Handler, cfg ServerConfig) (*asynq.Ser
 		Logger:          asynqLogger{cfg.Logger},
 		LogLevel:        asynq.InfoLevel,
 		HealthCheckFunc: cfg.HealthCheck,
-	})
+	}
+	var srv *asynq.Server
+	if cfg.Client != nil {
+		srv = asynq.NewServerFromRedisClient(cfg.Client, acfg)
+	} else {
+		srv = asynq.NewServer(opt, acfg)
+	}
 	mux := asynq.NewServeMux()
 	h.Register(mux)
 	return srv, mux
