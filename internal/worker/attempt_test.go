@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -244,5 +246,49 @@ func TestEachRequestSpendsOneReservationTheFirstMadeWithTheState(t *testing.T) {
 	}
 	if got := reservations("2"); got != 0 || e.sb.Counters().Accounts["2"].Requests != 0 {
 		t.Fatalf("a blocked account: %d reservations, %d requests", got, e.sb.Counters().Accounts["2"].Requests)
+	}
+}
+
+// TestAStaleSlotIsNotUsed: a request sent long after the slot reserved
+// with its task's state (it waited for the widget's template, which
+// another task was fetching) reserves a slot of its own: sent late on an
+// old slot, it could reach Kommo right behind the next one's request.
+func TestAStaleSlotIsNotUsed(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{Widgets: sandbox.FillerWidgets(1, 500)})
+	e.addAccounts(t, 1, 2)
+	if err := e.sb.SetFaults("a1", sandbox.Faults{Latency: sandbox.Duration(300 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix, PerAccount: 1e6, PerAccountTotal: 1e6, Margin: -1, Now: func() time.Time { return frozen }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
+	ctx := context.Background()
+	run := func(account int64) error {
+		task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: "filler_0001", Settings: json.RawMessage(`{}`)})
+		if err != nil {
+			return err
+		}
+		return h.RunAttempt(ctx, task, worker.Attempt{TaskID: fmt.Sprint("t", account), Queue: e.queue, MaxRetry: 5})
+	}
+	first := make(chan error, 1)
+	go func() { first <- run(1) }()
+	// Account 1's template request is at the sandbox (answered in 300 ms).
+	waitfor.Until(t, 5*time.Second, func() (bool, string) {
+		return e.sb.Counters().Accounts["1"].MaxConcurrent >= 1, "account 1's template request has not arrived"
+	})
+	// Account 2 reserves with its state, then waits for that template.
+	if err := run(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	tat, _ := e.r.Client.Get(ctx, keyspace.New(e.prefix).Key("rl", "tat", "2")).Int64()
+	if got, requests := tat-frozen.UnixMicro(), e.sb.Counters().Accounts["2"].Requests; requests != 1 || got != 2 {
+		t.Fatalf("account 2: %d requests, %d reservations; want 1 request and 2 reservations (the stale one unused)", requests, got)
 	}
 }

@@ -288,6 +288,14 @@ type slot struct {
 	err error
 }
 
+// slotGrace is how late a request may use the slot reserved with its
+// task's state. A request sent well after its slot (it waited for a
+// widget's template, or a token refresh) could reach Kommo close behind
+// the next slot's: it reserves a slot of its own instead, and the stale
+// one goes unused. The limiter's margin absorbs about 40 ms of lateness
+// a second; 20 ms leaves the rest to network jitter.
+const slotGrace = 20 * time.Millisecond
+
 // takeSlot returns the reserved slot once; later requests reserve their
 // own.
 func (a *attempt) takeSlot() *slot {
@@ -858,7 +866,7 @@ type pacedTransport struct {
 func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	var err error
-	if sl := t.a.takeSlot(); sl == nil {
+	if sl := t.a.takeSlot(); sl == nil || (sl.err == nil && start.Sub(sl.at) > slotGrace) {
 		err = t.lim.Wait(req.Context(), t.budget, t.maxWait)
 	} else if err = sl.err; err == nil {
 		// Reserved with the task's state: no round trip of its own.
