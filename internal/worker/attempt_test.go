@@ -16,7 +16,6 @@ import (
 	"github.com/widgetq/widgetq/internal/ratelimit"
 	"github.com/widgetq/widgetq/internal/retry"
 	"github.com/widgetq/widgetq/internal/store"
-	"github.com/widgetq/widgetq/internal/waitfor"
 	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/tasks"
 )
@@ -250,16 +249,15 @@ func TestEachRequestSpendsOneReservationTheFirstMadeWithTheState(t *testing.T) {
 }
 
 // TestAStaleSlotIsNotUsed: a request sent long after the slot reserved
-// with its task's state (it waited for the widget's template, which
-// another task was fetching) reserves a slot of its own: sent late on an
-// old slot, it could reach Kommo right behind the next one's request.
+// with its task's state (here a token refresh that waited for another
+// process's refresh lock) reserves a slot of its own: sent late on an old
+// slot, it could reach Kommo right behind the next one's request. And an
+// install whose widget's template is not cached reserves nothing with its
+// state: it would wait for the template first.
 func TestAStaleSlotIsNotUsed(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{Widgets: sandbox.FillerWidgets(1, 500)})
 	e.addAccounts(t, 1, 2)
-	if err := e.sb.SetFaults("a1", sandbox.Faults{Latency: sandbox.Duration(300 * time.Millisecond)}); err != nil {
-		t.Fatal(err)
-	}
 	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix, PerAccount: 1e6, PerAccountTotal: 1e6, Margin: -1, Now: func() time.Time { return frozen }})
 	if err != nil {
@@ -267,28 +265,47 @@ func TestAStaleSlotIsNotUsed(t *testing.T) {
 	}
 	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
 	ctx := context.Background()
-	run := func(account int64) error {
+	run := func(account int64) {
+		t.Helper()
 		task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: "filler_0001", Settings: json.RawMessage(`{}`)})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		return h.RunAttempt(ctx, task, worker.Attempt{TaskID: fmt.Sprint("t", account), Queue: e.queue, MaxRetry: 5})
+		if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: fmt.Sprint("t", account), Queue: e.queue, MaxRetry: 5}); err != nil {
+			t.Fatalf("install into %d: %v", account, err)
+		}
 	}
-	first := make(chan error, 1)
-	go func() { first <- run(1) }()
-	// Account 1's template request is at the sandbox (answered in 300 ms).
-	waitfor.Until(t, 5*time.Second, func() (bool, string) {
-		return e.sb.Counters().Accounts["1"].MaxConcurrent >= 1, "account 1's template request has not arrived"
-	})
-	// Account 2 reserves with its state, then waits for that template.
-	if err := run(2); err != nil {
+	reservations := func(account string) int64 {
+		tat, _ := e.r.Client.Get(ctx, keyspace.New(e.prefix).Key("rl", "tat", account)).Int64()
+		return tat - frozen.UnixMicro()
+	}
+	// The template is not cached: the first request (its GET) reserves
+	// when it goes, and the install's POST too.
+	run(1)
+	if got, requests := reservations("1"), e.sb.Counters().Accounts["1"].Requests; requests != 2 || got != 2 {
+		t.Fatalf("account 1: %d requests, %d reservations; want 2 of each", requests, got)
+	}
+	// Account 2's token has expired and another process holds its refresh
+	// lock for 300 ms: the refresh goes out that late after the slot.
+	a, err := e.st.GetAccount(ctx, 2, "")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := <-first; err != nil {
+	a.ExpiresAt = time.Now().Add(-time.Hour)
+	if err := e.st.PutAccount(ctx, *a); err != nil {
 		t.Fatal(err)
 	}
-	tat, _ := e.r.Client.Get(ctx, keyspace.New(e.prefix).Key("rl", "tat", "2")).Int64()
-	if got, requests := tat-frozen.UnixMicro(), e.sb.Counters().Accounts["2"].Requests; requests != 1 || got != 2 {
-		t.Fatalf("account 2: %d requests, %d reservations; want 1 request and 2 reservations (the stale one unused)", requests, got)
+	unlock, err := e.st.RefreshLock(2, "").Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(300*time.Millisecond, unlock)
+	run(2)
+	c := e.sb.Counters()
+	if c.Accounts["2"].Refreshes != 1 {
+		t.Fatalf("account 2: %d refreshes, want 1", c.Accounts["2"].Refreshes)
+	}
+	if got, requests := reservations("2"), c.Accounts["2"].Requests; requests != 2 || got != 3 {
+		t.Fatalf("account 2: %d requests, %d reservations; want 2 requests and 3 reservations (the stale one unused)", requests, got)
 	}
 }

@@ -289,8 +289,8 @@ type slot struct {
 }
 
 // slotGrace is how late a request may use the slot reserved with its
-// task's state. A request sent well after its slot (it waited for a
-// widget's template, or a token refresh) could reach Kommo close behind
+// task's state. A request sent well after its slot (its token refresh
+// waited for another process's refresh lock) could reach Kommo close behind
 // the next slot's: it reserves a slot of its own instead, and the stale
 // one goes unused. The limiter's margin absorbs about 40 ms of lateness
 // a second; 20 ms leaves the rest to network jitter.
@@ -439,7 +439,10 @@ func (h *Handler) begin(ctx context.Context, op string, account int64, integ, co
 	// the first request, when the account may be sent to at all.
 	var part *store.ScriptPart
 	var rsv ratelimit.Reservation
-	if a.prepErr == nil {
+	// An install whose widget's template is not cached waits for it
+	// first (another task may be fetching it): a slot reserved now would
+	// be stale by then, and a wasted slot of the global budget.
+	if a.prepErr == nil && (op != "install" || h.templates.cached(code)) {
 		rsv = h.lim.Reservation(a.budget(), h.maxWait(ctx, a))
 		part = &store.ScriptPart{Lua: reservePart, Keys: rsv.Keys, Args: rsv.Args}
 	}

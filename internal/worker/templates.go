@@ -64,3 +64,12 @@ func (c *templateCache) get(ctx context.Context, code string, client *kommo.Clie
 		return ne.tmpl, nil
 	}
 }
+
+// cached reports whether code's template is cached and fresh: an install
+// of it goes straight to its request.
+func (c *templateCache) cached(code string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[code]
+	return e != nil && e.ok && time.Since(e.fetched) < c.ttl
+}
