@@ -57,6 +57,7 @@ type runResult struct {
 	dur     time.Duration // from the clock's start to the last result
 	c       sandbox.Counters
 	cpu     cpuUse // from the clock's start to the last result, per task
+	start   time.Time
 	workers []*exec.Cmd
 }
 
@@ -117,7 +118,7 @@ func (b *bench) installs(ctx context.Context, sp runSpec) (runResult, error) {
 	if res.counts, err = b.waitFinal(ctx, n, res.total, 10*time.Minute); err != nil {
 		return res, err
 	}
-	res.dur = time.Since(start)
+	res.dur, res.start = time.Since(start), start
 	res.cpu = since(cpu0, b.snapCPU(ctx), res.total)
 	res.c, err = b.counters(url)
 	return res, err
@@ -267,7 +268,11 @@ func (b *bench) onboard(ctx context.Context) (Scenario, error) {
 	sc.Value = float64(c.Total.Requests) / cap / dur.Seconds()
 	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0 && c.Total.Blocks == 0 && counts[store.StatusInstalled] == int64(total)
 	sc.Detail = map[string]any{"accounts": accounts, "requests": c.Total.Requests, "seconds": round(dur.Seconds()), "fastest_possible_s": round(float64(c.Total.Requests) / cap),
-		"installed": counts[store.StatusInstalled], "rate_limited": c.Total.RateLimited}
+		"installed": counts[store.StatusInstalled], "rate_limited": c.Total.RateLimited,
+		// Where the time beyond the cap went: before the first request,
+		// between the first and the last, after the last.
+		"first_request_after_s": round(c.FirstAt.Sub(r.start).Seconds()), "arrival_span_s": round(c.LastAt.Sub(c.FirstAt).Seconds()),
+		"after_last_request_s": round(r.start.Add(dur).Sub(c.LastAt).Seconds())}
 	return sc, nil
 }
 

@@ -32,6 +32,11 @@ type ServerConfig struct {
 	// DelayedCheck is how often deferred and retried tasks are moved back
 	// to pending (default 1s; asynq's 5s would idle rate-deferred work).
 	DelayedCheck time.Duration
+	// TaskCheck is how long a server whose queues were empty waits before
+	// it looks again (default 100ms: with asynq's 1s, from 0.5 to 1.5 s,
+	// the first tasks of a batch sat that long on an idle worker — a
+	// second of a 10-second onboarding). One dequeue call per wait.
+	TaskCheck time.Duration
 	// Logger receives asynq's own messages (default slog.Default()).
 	Logger *slog.Logger
 	// HealthCheck is called with Redis ping errors (nil when healthy).
@@ -53,6 +58,9 @@ func NewServer(opt asynq.RedisConnOpt, h *Handler, cfg ServerConfig) (*asynq.Ser
 	if cfg.DelayedCheck <= 0 {
 		cfg.DelayedCheck = time.Second
 	}
+	if cfg.TaskCheck <= 0 {
+		cfg.TaskCheck = 100 * time.Millisecond
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -62,6 +70,7 @@ func NewServer(opt asynq.RedisConnOpt, h *Handler, cfg ServerConfig) (*asynq.Ser
 		Queues:                   cfg.Queues,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		DelayedTaskCheckInterval: cfg.DelayedCheck,
+		TaskCheckInterval:        cfg.TaskCheck,
 		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
 			if t != nil && t.Type() == webhook.TypeDeliver {
 				return webhook.Delay(n) // 1 s doubling, up to 24 h
