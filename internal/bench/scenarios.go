@@ -199,7 +199,8 @@ func (b *bench) latency(ctx context.Context) (Scenario, error) {
 	sc.Value = rate / (conc / 0.1)
 	sc.OK = sc.Value >= sc.Target && c.Total.RateLimited == 0 && counts[store.StatusInstalled] == int64(total)
 	sc.Detail = map[string]any{"installs": counts[store.StatusInstalled], "installs_per_s": round(rate), "ceiling_per_s": conc / 0.1,
-		"wall_installs_per_s": round(float64(counts[store.StatusInstalled]) / dur.Seconds()), "seconds": round(dur.Seconds()), "kommo_requests": c.Total.Requests}
+		"wall_installs_per_s": round(float64(counts[store.StatusInstalled]) / dur.Seconds()), "seconds": round(dur.Seconds()), "kommo_requests": c.Total.Requests,
+		"first_request_after_s": round(c.FirstAt.Sub(r.start).Seconds()), "arrival_span_s": round(c.LastAt.Sub(c.FirstAt).Seconds()), "per_install": r.cpu}
 	return sc, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/widgetq/widgetq/internal/kommohost"
@@ -145,6 +146,10 @@ func (c *Client) do(ctx context.Context, cl call, v any) (*Response, error) {
 	return c.send(ctx, cl, t, v, red)
 }
 
+// bodyBufs are the buffers answers are read into (one per request in
+// flight, instead of a growing slice per answer).
+var bodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func (c *Client) send(ctx context.Context, cl call, token string, v any, red *redactor) (*Response, error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
@@ -178,10 +183,18 @@ func (c *Client) send(ctx context.Context, cl call, token string, v any, red *re
 		// An error body cut off in transit is still the answer's status.
 		return r, errorFromResponse(cl.op, resp, red, c.now(), false)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
+	buf := bodyBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bodyBufs.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBody+1)); err != nil {
 		return r, networkError(cl.op, req, err, red)
 	}
+	// Decoding copies what it keeps: data is not used after send returns.
+	data := buf.Bytes()
 	if len(data) > maxBody {
 		return r, &Error{Op: cl.op, Class: ClassServer, Method: req.Method, Path: red.clean(req.URL.Path), StatusCode: resp.StatusCode,
 			RequestID: r.RequestID, Detail: fmt.Sprintf("answer larger than %d bytes", maxBody)}

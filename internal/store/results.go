@@ -98,11 +98,9 @@ func member(account int64, code string) string { return id(account) + ":" + code
 func (s *base) resultKey(account int64, code string) string { return s.key("res", id(account), code) }
 
 func (s *base) resultKeys(account int64, code, batch string) []string {
-	keys := []string{s.resultKey(account, code), s.key("idx", "all")}
-	for _, st := range Statuses {
-		keys = append(keys, s.key("idx", "status", string(st)))
-	}
-	return append(keys, s.kommoBlocksKey(), s.batchKey(batch), s.outboxKey(), s.batchesKey())
+	keys := make([]string, 0, len(s.recordKeys)+4)
+	keys = append(append(keys, s.resultKey(account, code)), s.recordKeys...)
+	return append(keys, s.batchKey(batch), s.outboxKey(), s.batchesKey())
 }
 
 // recordScript writes a result and moves it between the status indexes in

@@ -43,9 +43,13 @@ type Store struct {
 type base struct {
 	rdb    redis.UniversalClient
 	prefix keyspace.Space
-	now    func() time.Time
-	keys   *seal.Keys
-	hosts  *kommohost.List
+	// recordKeys are the keys every result record touches after its own,
+	// named once: the all-index, the status indexes, the recent blocks
+	// (the batch's, the outbox and the batches index follow).
+	recordKeys []string
+	now        func() time.Time
+	keys       *seal.Keys
+	hosts      *kommohost.List
 	// LockTTL bounds how long a dead holder keeps an account's refresh
 	// lock (default 60s; a refresh is bounded by its 30s timeout).
 	LockTTL time.Duration
@@ -75,6 +79,11 @@ type JournalStore struct{ *base }
 // prefix means DefaultPrefix.
 func New(rdb redis.UniversalClient, prefix string) *Store {
 	b := &base{rdb: rdb, prefix: keyspace.New(prefix), now: time.Now, LockTTL: time.Minute, LockPoll: 25 * time.Millisecond}
+	b.recordKeys = append(b.recordKeys, b.key("idx", "all"))
+	for _, st := range Statuses {
+		b.recordKeys = append(b.recordKeys, b.key("idx", "status", string(st)))
+	}
+	b.recordKeys = append(b.recordKeys, b.kommoBlocksKey())
 	return &Store{base: b, AccountStore: AccountStore{b}, ResultStore: ResultStore{b}, MarkStore: MarkStore{b}, JournalStore: JournalStore{b}, IntegrationStore: IntegrationStore{b}}
 }
 

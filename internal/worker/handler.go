@@ -575,7 +575,8 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 	if err != nil {
 		return err
 	}
-	if err := kommo.ValidateSettings(tmpl, p.Settings); err != nil {
+	checked, err := tmpl.check(p.Settings)
+	if err != nil {
 		var se *kommo.SettingsError
 		if errors.As(err, &se) {
 			se.Widget = p.WidgetCode
@@ -590,17 +591,15 @@ func (h *Handler) install(ctx context.Context, a *attempt, p tasks.InstallWidget
 			return err
 		}
 		if w.IsActiveInAccount {
-			a.status, a.widget = store.StatusAlreadyInstalled, w
-			a.digest = kommo.SettingsDigest(tmpl, p.Settings)
+			a.status, a.widget, a.digest = store.StatusAlreadyInstalled, w, checked.digest
 			return nil
 		}
 	}
-	w, _, err := c.InstallWidget(ctx, p.WidgetCode, p.Settings, kommo.SecretValues(tmpl, p.Settings)...)
+	w, _, err := c.InstallWidget(ctx, p.WidgetCode, p.Settings, checked.secrets...)
 	if err != nil {
 		return err
 	}
-	a.status, a.widget = store.StatusInstalled, w
-	a.digest = kommo.SettingsDigest(tmpl, p.Settings)
+	a.status, a.widget, a.digest = store.StatusInstalled, w, checked.digest
 	return nil
 }
 

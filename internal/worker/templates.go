@@ -24,15 +24,54 @@ type templateEntry struct {
 	fetched time.Time
 	loading chan struct{} // closed when a fetch ends; nil when none runs
 	ok      bool
+	// checked remembers settings found valid against tmpl, with what an
+	// install needs of them: a batch installs the same settings into
+	// thousands of accounts, and checking them was most of the handler's
+	// own JSON work. Cleared when full.
+	mu      sync.Mutex
+	checked map[string]*checkedSettings
 }
 
-func (c *templateCache) get(ctx context.Context, code string, client *kommo.Client) (kommo.SettingsTemplate, error) {
+// checkedSettings is what an install needs of settings that passed the
+// template: the secrets to scrub from errors and the digest kept with the
+// result. Shared: never modified.
+type checkedSettings struct {
+	secrets []string
+	digest  map[string]string
+}
+
+// maxChecked bounds an entry's remembered settings.
+const maxChecked = 256
+
+// check validates settings against the template, once per distinct
+// settings for as long as the template is cached.
+func (e *templateEntry) check(settings []byte) (*checkedSettings, error) {
+	e.mu.Lock()
+	cs := e.checked[string(settings)]
+	e.mu.Unlock()
+	if cs != nil {
+		return cs, nil
+	}
+	if err := kommo.ValidateSettings(e.tmpl, settings); err != nil {
+		return nil, err
+	}
+	cs = &checkedSettings{secrets: kommo.SecretValues(e.tmpl, settings), digest: kommo.SettingsDigest(e.tmpl, settings)}
+	e.mu.Lock()
+	if e.checked == nil || len(e.checked) >= maxChecked {
+		e.checked = map[string]*checkedSettings{}
+	}
+	e.checked[string(settings)] = cs
+	e.mu.Unlock()
+	return cs, nil
+}
+
+func (c *templateCache) get(ctx context.Context, code string, client *kommo.Client) (*templateEntry, error) {
 	for {
 		c.mu.Lock()
 		e := c.m[code]
 		if e != nil && e.ok && time.Since(e.fetched) < c.ttl {
 			c.mu.Unlock()
-			return e.tmpl, nil
+			return e, nil
 		}
 		if e != nil && e.loading != nil {
 			wait := e.loading
@@ -61,7 +100,7 @@ func (c *templateCache) get(ctx context.Context, code string, client *kommo.Clie
 		if err != nil {
 			return nil, err
 		}
-		return ne.tmpl, nil
+		return ne, nil
 	}
 }
 
