@@ -290,11 +290,12 @@ type slot struct {
 
 // slotGrace is how late a request may use the slot reserved with its
 // task's state. A request sent well after its slot (its token refresh
-// waited for another process's refresh lock) could reach Kommo close behind
-// the next slot's: it reserves a slot of its own instead, and the stale
-// one goes unused. The limiter's margin absorbs about 40 ms of lateness
-// a second; 20 ms leaves the rest to network jitter.
-const slotGrace = 20 * time.Millisecond
+// waited for another process's refresh lock, or the process stalled)
+// could reach Kommo close behind the next slot's request: it reserves a
+// slot of its own instead, and the stale one goes unused. The limiter's
+// margin absorbs about 40 ms of lateness a second, which network jitter
+// and the answer's own way back share: the state read adds at most 5 ms.
+const slotGrace = 5 * time.Millisecond
 
 // takeSlot returns the reserved slot once; later requests reserve their
 // own.
