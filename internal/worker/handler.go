@@ -151,10 +151,10 @@ func (c Config) WithDefaults() Config {
 // State is what the handler reads and writes of widgetq's own state,
 // declared here where it is consumed; *store.Store provides it.
 type State interface {
-	// Begin reads a task's result, account, block mark and the Kommo
-	// pause in one round trip, and marks the result in flight.
-	// and the rate reservation of the attempt's first request (the
-	// script part) — when the task may reach Kommo.
+	// BeginWith reads a task's result, account, block mark and the Kommo
+	// pause in one round trip, marks the result in flight, and makes the
+	// rate reservation of the attempt's first request (the script part)
+	// when the task may reach Kommo.
 	BeginWith(ctx context.Context, account int64, integ, code string, markInFlight bool, part *store.ScriptPart) (store.TaskState, error)
 	ClearInFlight(ctx context.Context, account int64, code string) error
 	Record(ctx context.Context, r *store.Result) error
