@@ -192,6 +192,26 @@ func TestAnUnregisteredIntegrationFailsWithoutARequest(t *testing.T) {
 	}
 }
 
+// countingReservations is a handler whose limiter judges by a frozen
+// clock with a 1 µs interval (no margin): each reservation moves the
+// budget's TAT by 1, so reservations(account) counts those made for the
+// default integration's budget in account.
+func (e *env) countingReservations(t *testing.T) (h *worker.Handler, reservations func(account string) int64) {
+	t.Helper()
+	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix, PerAccount: 1e6, PerAccountTotal: 1e6, Margin: -1, Now: func() time.Time { return frozen }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts}), func(account string) int64 {
+		tat, err := e.r.Client.Get(context.Background(), keyspace.New(e.prefix).Key("rl", "tat", account)).Int64()
+		if err != nil {
+			return 0
+		}
+		return tat - frozen.UnixMicro()
+	}
+}
+
 // TestEachRequestSpendsOneReservationTheFirstMadeWithTheState: the rate
 // slot of an attempt's first request is reserved in the script that reads
 // the task's state, and spent by that request; later requests reserve
@@ -202,21 +222,8 @@ func TestEachRequestSpendsOneReservationTheFirstMadeWithTheState(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{Widgets: sandbox.FillerWidgets(1, 500)})
 	e.addAccounts(t, 1, 2)
-	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix, PerAccount: 1e6, PerAccountTotal: 1e6, Margin: -1, Now: func() time.Time { return frozen }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
+	h, reservations := e.countingReservations(t)
 	ctx := context.Background()
-	reservations := func(account string) int64 {
-		t.Helper()
-		v, err := e.r.Client.Get(ctx, keyspace.New(e.prefix).Key("rl", "tat", account)).Int64()
-		if err != nil {
-			return 0
-		}
-		return v - frozen.UnixMicro()
-	}
 	install := func(account int64, code string) {
 		t.Helper()
 		task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: code, Settings: json.RawMessage(`{}`)})
@@ -258,12 +265,7 @@ func TestAStaleSlotIsNotUsed(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{Widgets: sandbox.FillerWidgets(1, 500)})
 	e.addAccounts(t, 1, 2)
-	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	lim, err := ratelimit.New(e.r.Client, ratelimit.Config{Prefix: e.prefix, PerAccount: 1e6, PerAccountTotal: 1e6, Margin: -1, Now: func() time.Time { return frozen }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := worker.NewHandler(e.st, lim, worker.Config{OAuth: e.oauth(), Hosts: sandboxHosts})
+	h, reservations := e.countingReservations(t)
 	ctx := context.Background()
 	run := func(account int64) {
 		t.Helper()
@@ -274,10 +276,6 @@ func TestAStaleSlotIsNotUsed(t *testing.T) {
 		if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: fmt.Sprint("t", account), Queue: e.queue, MaxRetry: 5}); err != nil {
 			t.Fatalf("install into %d: %v", account, err)
 		}
-	}
-	reservations := func(account string) int64 {
-		tat, _ := e.r.Client.Get(ctx, keyspace.New(e.prefix).Key("rl", "tat", account)).Int64()
-		return tat - frozen.UnixMicro()
 	}
 	// The template is not cached: the first request (its GET) reserves
 	// when it goes, and the install's POST too.

@@ -69,7 +69,7 @@ func (c *templateCache) get(ctx context.Context, code string, client *kommo.Clie
 	for {
 		c.mu.Lock()
 		e := c.m[code]
-		if e != nil && e.ok && time.Since(e.fetched) < c.ttl {
+		if c.fresh(e) {
 			c.mu.Unlock()
 			return e, nil
 		}
@@ -109,6 +109,10 @@ func (c *templateCache) get(ctx context.Context, code string, client *kommo.Clie
 func (c *templateCache) cached(code string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.m[code]
+	return c.fresh(c.m[code])
+}
+
+// fresh reports whether e holds a template fetched within the TTL.
+func (c *templateCache) fresh(e *templateEntry) bool {
 	return e != nil && e.ok && time.Since(e.fetched) < c.ttl
 }
