@@ -187,19 +187,21 @@ local function reserve(K, A)
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   end
-  local ia = tonumber(A[1]) * tonumber(redis.call('GET', K[3]) or '1')
+  -- One read of every key: a call from Lua costs more than its command.
+  local v = redis.call('MGET', K[1], K[2], K[3], K[4], K[5])
+  local ia = tonumber(A[1]) * tonumber(v[3] or '1')
   local ig = tonumber(A[2])
   local start = now
-  local tat = tonumber(redis.call('GET', K[1]) or '0')
+  local tat = tonumber(v[1] or '0')
   if tat > start then start = tat end
-  local pause = tonumber(redis.call('GET', K[2]) or '0')
+  local pause = tonumber(v[2] or '0')
   if pause > start then start = pause end
   if ig > 0 then
-    local g = tonumber(redis.call('GET', K[4]) or '0')
+    local g = tonumber(v[4] or '0')
     if g > start then start = g end
   end
   local it = tonumber(A[5])
-  local t = tonumber(redis.call('GET', K[5]) or '0')
+  local t = tonumber(v[5] or '0')
   if t > start then start = t end
   local wait = start - now
   if wait > tonumber(A[3]) then return {0, wait} end

@@ -123,11 +123,13 @@ if cur[1] ~= ARGV[5] or (cur[2] ~= 'queued' and cur[2] ~= 'retrying') then retur
 
 const recordLua = batchLua + `
 local ns = #KEYS - 6
-local old = redis.call('HGET', KEYS[1], 'status')
-local curBatch = redis.call('HGET', KEYS[1], 'batch')
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4], 'enqueue_id', ARGV[5])
+local cur = redis.call('HMGET', KEYS[1], 'status', 'batch', 'created_at')
+local old, curBatch = cur[1], cur[2]
+local f = {'status', ARGV[3], 'data', ARGV[4], 'enqueue_id', ARGV[5]}
+if not cur[3] then f[7], f[8] = 'created_at', ARGV[6] end
+if ARGV[7] ~= '' and curBatch ~= ARGV[7] then f[#f + 1], f[#f + 2] = 'batch', ARGV[7] end
+redis.call('HSET', KEYS[1], unpack(f))
 redis.call('HDEL', KEYS[1], 'inflight')
-redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
 for i = 12, #ARGV do
   local idx = KEYS[i - 9]
   if ARGV[i] == ARGV[3] then
@@ -151,13 +153,11 @@ if ARGV[7] ~= '' then
       bmove(ok, old, 'superseded')
       bcheck(ok, now, KEYS[ns + 5], ttl)
     end
-    redis.call('HSET', KEYS[1], 'batch', ARGV[7])
     bmove(bk, nil, ARGV[3])
     redis.call('HINCRBY', bk, 'total', 1)
     redis.call('HSETNX', bk, 'id', ARGV[7])
   end
-  bcheck(bk, now, KEYS[ns + 5], ttl)
-  url = redis.call('HGET', bk, 'callback_url') or ''
+  url = bcheck(bk, now, KEYS[ns + 5], ttl)
 end
 if ARGV[8] ~= '' then
   redis.call('LPUSH', KEYS[ns + 5], cjson.encode({event = ARGV[8], url = url, at = ARGV[9]}))
@@ -166,7 +166,8 @@ return 1`
 
 // batchLua is what the result scripts share about batches: moving a
 // member's count from one status to another, and completing (or
-// reopening) a sealed batch, whose completion event goes to the outbox.
+// reopening) a sealed batch, whose completion event goes to the outbox;
+// bcheck returns the batch's callback URL (empty if none).
 const batchLua = `
 local function bmove(bk, from, to)
   if from then redis.call('HINCRBY', bk, 's:' .. from, -1) end
@@ -174,17 +175,18 @@ local function bmove(bk, from, to)
 end
 local function bcheck(bk, now, outbox, ttl)
   redis.call('PEXPIRE', bk, ttl)
-  local m = redis.call('HMGET', bk, 'sealed', 'done', 's:queued', 's:retrying')
-  if m[1] ~= '1' then return end
+  local m = redis.call('HMGET', bk, 'sealed', 'done', 's:queued', 's:retrying', 'callback_url')
+  local url = m[5] or ''
+  if m[1] ~= '1' then return url end
   local open = (tonumber(m[3]) or 0) + (tonumber(m[4]) or 0)
   if m[2] == '1' then
     if open > 0 then
       redis.call('HSET', bk, 'done', '0')
       redis.call('HDEL', bk, 'done_at')
     end
-    return
+    return url
   end
-  if open > 0 then return end
+  if open > 0 then return url end
   -- Every member is final: the whole hash, only now.
   local h = redis.call('HGETALL', bk)
   local counts, total, sum, id, url = {}, 0, 0, '', ''
@@ -208,6 +210,7 @@ local function bcheck(bk, now, outbox, ttl)
       redis.call('LPUSH', outbox, cjson.encode({event = ev, url = url, at = now}))
     end
   end
+  return url
 end
 `
 
@@ -429,12 +432,16 @@ type ScriptPart struct {
 const beginLua = `
 local res = redis.call('HGETALL', KEYS[1])
 local acct = redis.call('HGETALL', KEYS[2])
-local blk = redis.call('GET', KEYS[3])
-local pause = redis.call('GET', KEYS[4])
+local m = redis.call('MGET', KEYS[3], KEYS[4])
+local blk, pause = m[1], m[2]
 if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'inflight', ARGV[1]) end
 local out = false
 local nk = tonumber(ARGV[2])
-if part and #acct > 0 and not blk and not pause and redis.call('HEXISTS', KEYS[2], 'revoked_at') == 0 then
+local revoked = false
+for i = 1, #acct, 2 do
+  if acct[i] == 'revoked_at' then revoked = true end
+end
+if part and #acct > 0 and not blk and not pause and not revoked then
   local K, A = {}, {}
   for i = 1, nk do K[i] = KEYS[4 + i] end
   for i = 3, #ARGV do A[#A + 1] = ARGV[i] end
