@@ -150,7 +150,11 @@ func validateCode(code string) error {
 
 // Validate checks the payload: a positive account ID, a well-formed widget
 // code, and settings that are a JSON object of at most MaxSettingsBytes.
-func (p *InstallWidgetPayload) Validate() error {
+func (p *InstallWidgetPayload) Validate() error { return p.validate(true) }
+
+// validate is Validate; checkJSON false skips checking that the settings
+// are well-formed JSON, for settings a JSON decoder produced.
+func (p *InstallWidgetPayload) validate(checkJSON bool) error {
 	if err := validateAccount(p.AccountID); err != nil {
 		return err
 	}
@@ -182,7 +186,7 @@ func (p *InstallWidgetPayload) Validate() error {
 		return &FieldError{"settings", fmt.Sprintf("%d bytes, more than the %d allowed", len(s), MaxSettingsBytes)}
 	case !utf8.Valid(s):
 		return &FieldError{"settings", "not valid UTF-8"}
-	case s[0] != '{' || !json.Valid(s):
+	case s[0] != '{' || checkJSON && !json.Valid(s):
 		return &FieldError{"settings", "must be a JSON object"}
 	}
 	return nil
@@ -273,10 +277,17 @@ func NewUninstallWidgetTask(p UninstallWidgetPayload, opts ...asynq.Option) (*as
 // invalid. The error matches ErrInvalidPayload.
 func DecodeInstallWidget(payload []byte) (InstallWidgetPayload, error) {
 	var p InstallWidgetPayload
-	if err := decodeStrict(payload, &p); err != nil {
-		return p, err
+	if !utf8.Valid(payload) {
+		return p, &FieldError{"payload", "not valid UTF-8"}
 	}
-	return p, p.Validate()
+	if !decodeInstallFast(payload, &p) {
+		p = InstallWidgetPayload{}
+		if err := decodeStrict(payload, &p); err != nil {
+			return p, err
+		}
+	}
+	// Either decoder checked that the settings are JSON.
+	return p, p.validate(false)
 }
 
 // DecodeUninstallWidget decodes and validates a task's payload.
