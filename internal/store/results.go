@@ -111,7 +111,7 @@ func (s *base) resultKeys(account int64, code, batch string) []string {
 // KEYS: the result, the all-index, one index per status (in Statuses
 // order), the recent blocks, the batch, the outbox, the batches index.
 // ARGV: member, score, status, data, enqueue_id, created at, batch ID,
-// event, now, batch key prefix, batch TTL (ms), then the statuses.
+// event, now, batch key prefix, batch TTL (ms).
 var recordScript = redis.NewScript(recordLua)
 
 // recordUnfinishedScript is recordScript, run only while the result is
@@ -121,7 +121,7 @@ local cur = redis.call('HMGET', KEYS[1], 'enqueue_id', 'status')
 if cur[1] ~= ARGV[5] or (cur[2] ~= 'queued' and cur[2] ~= 'retrying') then return 0 end
 ` + recordLua)
 
-const recordLua = batchLua + `
+var recordLua = batchLua + statusesLua + `
 local ns = #KEYS - 6
 local cur = redis.call('HMGET', KEYS[1], 'status', 'batch', 'created_at')
 local old, curBatch = cur[1], cur[2]
@@ -130,11 +130,11 @@ if not cur[3] then f[7], f[8] = 'created_at', ARGV[6] end
 if ARGV[7] ~= '' and curBatch ~= ARGV[7] then f[#f + 1], f[#f + 2] = 'batch', ARGV[7] end
 redis.call('HSET', KEYS[1], unpack(f))
 redis.call('HDEL', KEYS[1], 'inflight')
-for i = 12, #ARGV do
-  local idx = KEYS[i - 9]
-  if ARGV[i] == ARGV[3] then
+for i, st in ipairs(statuses) do
+  local idx = KEYS[i + 2]
+  if st == ARGV[3] then
     redis.call('ZADD', idx, ARGV[2], ARGV[1])
-  elseif old == ARGV[i] then
+  elseif old == st then
     redis.call('ZREM', idx, ARGV[1])
   end
 end
@@ -163,6 +163,16 @@ if ARGV[8] ~= '' then
   redis.call('LPUSH', KEYS[ns + 5], cjson.encode({event = ARGV[8], url = url, at = ARGV[9]}))
 end
 return 1`
+
+// statusesLua names Statuses in their order, in a Lua table: the record
+// scripts need not be sent them with every call.
+var statusesLua = func() string {
+	q := make([]string, len(Statuses))
+	for i, st := range Statuses {
+		q[i] = "'" + string(st) + "'"
+	}
+	return "local statuses = {" + strings.Join(q, ", ") + "}\n"
+}()
 
 // batchLua is what the result scripts share about batches: moving a
 // member's count from one status to another, and completing (or
@@ -309,8 +319,10 @@ func (s *ResultStore) Record(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	err = recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode, r.BatchID), args...).Err()
-	return redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
+	if err := recordScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode, r.BatchID), args...).Err(); err != nil {
+		return redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
+	}
+	return nil
 }
 
 func (s *ResultStore) recordArgs(r *Result) ([]any, error) {
@@ -328,9 +340,6 @@ func (s *ResultStore) recordArgs(r *Result) ([]any, error) {
 	}
 	args := []any{member(r.AccountID, r.WidgetCode), r.AccountID, string(r.Status), data, r.EnqueueID, r.CreatedAt.Format(time.RFC3339Nano),
 		r.BatchID, string(r.Event), now.Format(time.RFC3339Nano), s.batchKey(""), s.batchTTL().Milliseconds()}
-	for _, st := range Statuses {
-		args = append(args, string(st))
-	}
 	return args, nil
 }
 
@@ -344,7 +353,10 @@ func (s *ResultStore) RecordUnfinished(ctx context.Context, r *Result) (bool, er
 		return false, err
 	}
 	n, err := recordUnfinishedScript.Run(ctx, s.rdb, s.resultKeys(r.AccountID, r.WidgetCode, r.BatchID), args...).Int()
-	return n == 1, redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("record result of account %d widget %s", r.AccountID, r.WidgetCode), err)
+	}
+	return n == 1, nil
 }
 
 // MarkQueued records that a task was enqueued: a fresh result in status
