@@ -24,6 +24,7 @@ type Metrics struct {
 	tasks       *prometheus.CounterVec
 	requests    *prometheus.HistogramVec
 	deferrals   prometheus.Counter
+	missedSlots prometheus.Counter
 	rateLimited prometheus.Counter
 	refreshes   *prometheus.CounterVec
 	pauses      prometheus.Counter
@@ -53,6 +54,8 @@ func New() *Metrics {
 			[]string{"route", "status"}),
 		deferrals: prometheus.NewCounter(prometheus.CounterOpts{Name: "widgetq_limiter_deferrals_total",
 			Help: "Tasks sent back to the queue because the rate budget was further away than the in-process wait."}),
+		missedSlots: prometheus.NewCounter(prometheus.CounterOpts{Name: "widgetq_limiter_missed_slots_total",
+			Help: "Rate slots a request was too late to use (over ratelimit.MaxLate after them): it reserved another."}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "widgetq_kommo_rate_limited_total",
 			Help: "429 answers from Kommo."}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "widgetq_token_refreshes_total",
@@ -65,7 +68,7 @@ func New() *Metrics {
 			Help: "Webhook delivery attempts by outcome: delivered, retrying, gone (410: stopped), failed (gave up), dropped (no URL)."}, []string{"outcome"}),
 		queues: map[[2]string]float64{}, latency: map[string]float64{},
 	}
-	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.rateLimited, m.refreshes, m.pauses, m.integTasks, m.webhooks, (*stateCollector)(m),
+	m.Registry.MustRegister(m.tasks, m.requests, m.deferrals, m.missedSlots, m.rateLimited, m.refreshes, m.pauses, m.integTasks, m.webhooks, (*stateCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value is there from the first scrape, at zero:
 	// alerts and dashboards see a series before its first event.
@@ -126,6 +129,14 @@ func (m *Metrics) Deferred() {
 		return
 	}
 	m.deferrals.Inc()
+}
+
+// MissedSlot counts a rate slot a request was too late to use.
+func (m *Metrics) MissedSlot() {
+	if m == nil {
+		return
+	}
+	m.missedSlots.Inc()
 }
 
 // Request records one request to Kommo; status 0 means no answer.

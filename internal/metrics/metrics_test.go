@@ -35,6 +35,8 @@ func TestExposition(t *testing.T) {
 	m.Task("widget:install", "installed", "")
 	m.Task("widget:install", "failed", "server")
 	m.Deferred()
+	m.MissedSlot()
+	m.MissedSlot()
 	m.Request("POST", "/k/a/api/v4/widgets/w", 429, 30*time.Millisecond)
 	m.Request("POST", "/k/a/oauth2/access_token", 200, 10*time.Millisecond)
 	m.Request("GET", "/k/a/api/v4/widgets/w", 0, time.Second)
@@ -51,6 +53,7 @@ func TestExposition(t *testing.T) {
 		`widgetq_tasks_total{class="",outcome="installed",type="widget:install"} 1`,
 		`widgetq_tasks_total{class="server",outcome="failed",type="widget:install"} 1`,
 		`widgetq_limiter_deferrals_total 1`,
+		`widgetq_limiter_missed_slots_total 2`,
 		`widgetq_kommo_rate_limited_total 1`,
 		`widgetq_token_refreshes_total{result="ok"} 1`,
 		`widgetq_kommo_request_duration_seconds_count{route="POST /api/v4/widgets/{code}",status="429"} 1`,
@@ -82,6 +85,7 @@ func TestKnownSeriesStartAtZero(t *testing.T) {
 		`widgetq_token_refreshes_total{result="ok"} 0`,
 		`widgetq_token_refreshes_total{result="error"} 0`,
 		`widgetq_limiter_deferrals_total 0`,
+		`widgetq_limiter_missed_slots_total 0`,
 		`widgetq_kommo_rate_limited_total 0`,
 		`widgetq_kommo_pauses_total 0`,
 	} {

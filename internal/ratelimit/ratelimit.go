@@ -46,6 +46,9 @@ type Config struct {
 	SlowFor    time.Duration
 	// Prefix is the key prefix, as the store's (default "widgetq").
 	Prefix string
+	// OnMissedSlot, when set, is called each time a request was too late
+	// for its slot (over MaxLate) and reserved another (for a metric).
+	OnMissedSlot func()
 	// Now, when set, is the clock the limiter judges by instead of the
 	// Redis server's (TIME), which every process shares. For tests: with
 	// it, every reservation is a pure function of the calls made.
@@ -105,6 +108,11 @@ type Limiter struct {
 	rdb redis.UniversalClient
 	cfg Config
 	pre string
+	// local is the process's clock, by which it sleeps until its slots;
+	// beforeSend, when set, runs when a request is about to leave (tests
+	// stall the process there).
+	local      func() time.Time
+	beforeSend func()
 }
 
 // New returns a limiter on rdb.
@@ -113,7 +121,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Limiter{rdb: rdb, cfg: cfg, pre: keyspace.New(cfg.Prefix).Key("rl", "")}, nil
+	return &Limiter{rdb: rdb, cfg: cfg, pre: keyspace.New(cfg.Prefix).Key("rl", ""), local: time.Now}, nil
 }
 
 // Config returns the limiter's settings.
@@ -263,53 +271,90 @@ func (l *Limiter) Reserve(ctx context.Context, b Budget, maxWait time.Duration) 
 
 // Wait reserves a slot at most maxWait away and sleeps until it. After a
 // sleep it checks that no 429 paused the account meanwhile; if one did, it
-// waits out the pause too when it fits in maxWait, else defers.
+// waits out the pause too when it fits in maxWait, else defers. A request
+// that would leave more than MaxLate after its slot reserves another.
 func (l *Limiter) Wait(ctx context.Context, b Budget, maxWait time.Duration) error {
-	deadline := time.Now().Add(maxWait)
-	wait, err := l.Reserve(ctx, b, maxWait)
+	deadline := l.local().Add(maxWait)
+	at, err := l.reserveAt(ctx, b, deadline)
 	if err != nil {
 		return err
 	}
-	return l.waitSlot(ctx, b, wait, deadline)
+	return l.waitSlot(ctx, b, at, deadline)
 }
 
 // Redeem is Wait for a slot reserved already (by ReserveLua in another
-// script): it sleeps until the slot, at, and then goes on as Wait does,
-// within maxWait from now.
+// script): it sleeps until the slot, at (on the process's clock), and then
+// goes on as Wait does, within maxWait from now.
 func (l *Limiter) Redeem(ctx context.Context, b Budget, at time.Time, maxWait time.Duration) error {
-	return l.waitSlot(ctx, b, time.Until(at), time.Now().Add(maxWait))
+	return l.waitSlot(ctx, b, at, l.local().Add(maxWait))
 }
 
-// waitSlot sleeps until a reserved slot wait away; after a sleep, a 429
-// that paused the budget meanwhile is waited out (with a new reservation)
-// when it ends before the deadline, else the task defers. Three
-// reservations at most.
-func (l *Limiter) waitSlot(ctx context.Context, b Budget, wait time.Duration, deadline time.Time) error {
+// MaxLate is how long after its slot a request may still leave. The
+// limiter's margin lets a request arrive about 40 ms a second behind its
+// slot before it could be counted in the same second of Kommo's as the
+// requests after it: a request that is later than this — its process
+// starved of CPU, or its check for a 429 slow to come back — reserves a
+// new slot, and the one it missed goes unused, so what is left of the
+// margin is for the network.
+const MaxLate = 20 * time.Millisecond
+
+// reserveAt reserves a slot before the deadline and returns when it is
+// on the process's clock (counted from the answer: never early).
+func (l *Limiter) reserveAt(ctx context.Context, b Budget, deadline time.Time) (time.Time, error) {
+	wait, err := l.Reserve(ctx, b, deadline.Sub(l.local()))
+	return l.local().Add(wait), err
+}
+
+// waitSlot sleeps until a reserved slot, at; after a sleep, a 429 that
+// paused the budget meanwhile is waited out (with a new reservation) when
+// it ends before the deadline, else the task defers. A request about to
+// leave more than MaxLate after its slot takes a new one. Three
+// reservations at most: a process that keeps missing its slots defers.
+func (l *Limiter) waitSlot(ctx context.Context, b Budget, at time.Time, deadline time.Time) error {
 	for i := 1; ; i++ {
-		if wait <= 0 {
+		if wait := at.Sub(l.local()); wait > 0 {
+			if err := sleep(ctx, wait); err != nil {
+				return err
+			}
+			paused, err := l.PausedFor(ctx, b)
+			if err != nil {
+				return err
+			}
+			if paused > 0 {
+				if paused > deadline.Sub(l.local()) {
+					return &retry.DeferError{Delay: paused, Reason: fmt.Sprintf("%s paused after a 429", b)}
+				}
+				if i == 3 {
+					return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("%s kept being paused", b)}
+				}
+				if at, err = l.reserveAt(ctx, b, deadline); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if l.beforeSend != nil {
+			l.beforeSend()
+		}
+		if late := l.local().Sub(at); !tooLate(late) {
 			return nil
 		}
-		if err := sleep(ctx, wait); err != nil {
-			return err
-		}
-		paused, err := l.PausedFor(ctx, b)
-		if err != nil {
-			return err
-		}
-		if paused <= 0 {
-			return nil
-		}
-		if paused > time.Until(deadline) {
-			return &retry.DeferError{Delay: paused, Reason: fmt.Sprintf("%s paused after a 429", b)}
+		if l.cfg.OnMissedSlot != nil {
+			l.cfg.OnMissedSlot()
 		}
 		if i == 3 {
-			return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("%s kept being paused", b)}
+			return &retry.DeferError{Delay: l.cfg.interval(l.cfg.PerAccount), Reason: fmt.Sprintf("%s: requests kept leaving over %s after their slots", b, MaxLate)}
 		}
-		if wait, err = l.Reserve(ctx, b, time.Until(deadline)); err != nil {
+		var err error
+		if at, err = l.reserveAt(ctx, b, deadline); err != nil {
 			return err
 		}
 	}
 }
+
+// tooLate reports whether a request late by this much after its slot must
+// not leave in it.
+func tooLate(late time.Duration) bool { return late > MaxLate }
 
 // pauseScript pauses an account until now+pause (never shortening a
 // longer pause) and multiplies its interval for slowFor.

@@ -168,7 +168,8 @@ func New(ctx context.Context, rdb redis.UniversalClient, opt asynq.RedisConnOpt,
 		w.pipe.Close()
 		return nil, err
 	}
-	lim, err := ratelimit.New(w.pipe, ratelimit.Config{PerAccount: o.RatePerAccount, PerAccountTotal: o.RateAccountTotal, Global: o.RateGlobal, Prefix: o.Prefix})
+	lim, err := ratelimit.New(w.pipe, ratelimit.Config{PerAccount: o.RatePerAccount, PerAccountTotal: o.RateAccountTotal, Global: o.RateGlobal, Prefix: o.Prefix,
+		OnMissedSlot: w.m.MissedSlot})
 	if err != nil {
 		w.pipe.Close()
 		return nil, err
