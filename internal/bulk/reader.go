@@ -23,6 +23,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/widgetq/widgetq/internal/payloadjson"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -324,6 +325,35 @@ func ParseJSONLine(line []byte) (tasks.InstallWidgetPayload, string) {
 	if !utf8.Valid(line) {
 		return tasks.InstallWidgetPayload{}, "not valid UTF-8"
 	}
+	if p, ok := parseCompactLine(line); ok {
+		if err := p.Validate(); err != nil {
+			return p, err.Error()
+		}
+		return p, ""
+	}
+	return parseJSONLineStrict(line)
+}
+
+// lineFields are the fields a JSON line may hold (payloadjson's bits).
+const lineFields = payloadjson.AccountID | payloadjson.WidgetCode | payloadjson.Settings | payloadjson.Integration
+
+// parseCompactLine reads a line in payloadjson's compact form (what
+// programs write) that has an account and a widget code and no field a
+// line may not have, without encoding/json's Decoder: the payload is then
+// what parseJSONLineStrict would have built before validating it
+// (FuzzParseJSONLineFast holds it to that). Anything else is false.
+func parseCompactLine(line []byte) (tasks.InstallWidgetPayload, bool) {
+	var c payloadjson.Install
+	seen, ok := payloadjson.Decode(line, &c)
+	if !ok || seen&^lineFields != 0 || seen&payloadjson.AccountID == 0 || seen&payloadjson.WidgetCode == 0 {
+		return tasks.InstallWidgetPayload{}, false
+	}
+	return tasks.InstallWidgetPayload{AccountID: c.AccountID, WidgetCode: c.WidgetCode, Settings: c.Settings, Integration: c.Integration}, true
+}
+
+// parseJSONLineStrict is ParseJSONLine with encoding/json, for any line;
+// line is valid UTF-8.
+func parseJSONLineStrict(line []byte) (tasks.InstallWidgetPayload, string) {
 	var jl jsonLine
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
