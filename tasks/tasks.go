@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -93,20 +92,59 @@ var ErrInvalidPayload = errors.New("invalid payload")
 // Is lets errors.Is(err, ErrInvalidPayload) match a *FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalidPayload }
 
-var (
-	widgetCode      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
-	integrationName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
-)
+// The names below are checked byte by byte, not with regexp: every task
+// a worker runs and every line of a bulk file checks three of them.
+// names_test.go holds each to its pattern.
+
+// ValidWidgetCode reports whether code is a well-formed widget code: 1-100
+// letters, digits, '_', '-' or '.', starting with a letter or digit, and
+// not "." or ".." (it becomes a path segment of Kommo's API).
+func ValidWidgetCode(code string) bool {
+	if len(code) == 0 || len(code) > 100 || !isAlnum(code[0]) || code == "." || code == ".." {
+		return false
+	}
+	for i := 1; i < len(code); i++ {
+		if c := code[i]; !isAlnum(c) && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // ValidIntegration reports whether name is a well-formed integration name:
 // 1-40 lower-case letters, digits, '-' or '_', starting with a letter or
 // digit.
-func ValidIntegration(name string) bool { return integrationName.MatchString(name) }
+func ValidIntegration(name string) bool {
+	if len(name) == 0 || len(name) > 40 || !isLowerAlnum(name[0]) {
+		return false
+	}
+	for i := 1; i < len(name); i++ {
+		if c := name[i]; !isLowerAlnum(c) && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-var batchID = regexp.MustCompile(`^b_[0-9a-f]{16}$`)
-
-// ValidBatchID reports whether id is a batch ID as NewBatchID makes them.
-func ValidBatchID(id string) bool { return batchID.MatchString(id) }
+// ValidBatchID reports whether id is a batch ID as NewBatchID makes them:
+// "b_" and 16 lower-case hex digits.
+func ValidBatchID(id string) bool {
+	if len(id) != 18 || id[:2] != "b_" {
+		return false
+	}
+	for i := 2; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // NewBatchID returns a fresh batch ID: "b_" and 16 hex digits.
 func NewBatchID() string {
@@ -142,7 +180,7 @@ func validateCode(code string) error {
 		return &FieldError{"widget_code", "required"}
 	case !utf8.ValidString(code):
 		return &FieldError{"widget_code", "not valid UTF-8"}
-	case !widgetCode.MatchString(code) || code == "." || code == "..":
+	case !ValidWidgetCode(code):
 		return &FieldError{"widget_code", fmt.Sprintf("%.40q is not a widget code (1-100 letters, digits, '_', '-', '.')", code)}
 	}
 	return nil

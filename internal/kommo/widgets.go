@@ -5,8 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
+
+	"github.com/widgetq/widgetq/tasks"
 )
 
 // MaxPageLimit is the most widgets Kommo returns on one page.
@@ -16,15 +17,11 @@ const MaxPageLimit = 250
 // link cannot keep a caller forever.
 const maxPages = 1000
 
-// widgetCode is what a widget code may look like: Kommo's codes are short
-// identifiers; anything else would be a path injection.
-var widgetCode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
-
 // ValidWidgetCode reports whether code is a well-formed widget code: 1–100
-// letters, digits, '_', '-' or '.', starting with a letter or digit.
-func ValidWidgetCode(code string) bool {
-	return widgetCode.MatchString(code) && code != "." && code != ".."
-}
+// letters, digits, '_', '-' or '.', starting with a letter or digit
+// (tasks.ValidWidgetCode). Kommo's codes are short identifiers; anything
+// else would be a path injection.
+func ValidWidgetCode(code string) bool { return tasks.ValidWidgetCode(code) }
 
 func checkCode(op, code string) error {
 	if !ValidWidgetCode(code) {
