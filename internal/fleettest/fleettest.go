@@ -69,6 +69,7 @@ func New(t testing.TB, cfg sandbox.Config, url string, client redis.UniversalCli
 	}
 	f := &Fleet{URL: url, Client: client, Prefix: redistest.Unique(t)}
 	f.Queue = "q-" + f.Prefix
+	redistest.Forget(t, client, f.Prefix, f.Queue)
 	f.SB = sandbox.New(cfg)
 	f.Srv = httptest.NewServer(f.SB)
 	f.SB.SetAPIDomain(strings.TrimPrefix(f.Srv.URL, "http://"))

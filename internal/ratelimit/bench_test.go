@@ -13,7 +13,9 @@ import (
 // request to Kommo (REDIS_URL for a real server).
 func BenchmarkReserve(b *testing.B) {
 	r := redistest.New(b)
-	l, err := ratelimit.New(r.Client, ratelimit.Config{PerAccount: 1e6, Global: 1e6, Prefix: redistest.Unique(b)})
+	prefix := redistest.Unique(b)
+	redistest.Forget(b, r.Client, prefix)
+	l, err := ratelimit.New(r.Client, ratelimit.Config{PerAccount: 1e6, Global: 1e6, Prefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}

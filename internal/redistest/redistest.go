@@ -119,3 +119,66 @@ func (r *Redis) ServerCPU(t testing.TB) float64 {
 	}
 	return sec
 }
+
+// Forget deletes, when t ends without failing, what it wrote under a key
+// prefix from Unique on a shared server: the prefix's keys ({prefix}…),
+// its asynq queues' keys and their shards' (asynq:{queue…) and their
+// names in asynq:queues, so that test runs leave nothing behind in a developer's
+// Redis. A failed test's keys stay, for a look. Call it before starting
+// anything that writes there: cleanups run last-registered first.
+func Forget(t testing.TB, c redis.UniversalClient, prefix string, queues ...string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		patterns := []string{"{" + prefix + "}*"}
+		for _, q := range queues {
+			patterns = append(patterns, "asynq:{"+q+"*") // its shards (q-0, q-1, …) too
+		}
+		forget := func(ctx context.Context, n redis.UniversalClient) error {
+			for _, p := range patterns {
+				it := n.Scan(ctx, 0, p, 1000).Iterator()
+				pipe := n.Pipeline()
+				for it.Next(ctx) {
+					pipe.Unlink(ctx, it.Val()) // one key a command: keys of several slots on a cluster node
+					if pipe.Len() == 500 {
+						if _, err := pipe.Exec(ctx); err != nil {
+							return err
+						}
+					}
+				}
+				if err := it.Err(); err != nil {
+					return err
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		var err error
+		if cc, ok := c.(*redis.ClusterClient); ok {
+			err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return forget(ctx, n) })
+		} else {
+			err = forget(ctx, c)
+		}
+		for _, q := range queues {
+			if err != nil {
+				break
+			}
+			var names []string
+			it := c.SScan(ctx, "asynq:queues", 0, q+"*", 1000).Iterator()
+			for it.Next(ctx) {
+				names = append(names, it.Val())
+			}
+			if err = it.Err(); err == nil && len(names) > 0 {
+				err = c.SRem(ctx, "asynq:queues", names).Err()
+			}
+		}
+		if err != nil {
+			t.Logf("redistest: keys of %s left behind: %v", prefix, err)
+		}
+	})
+}

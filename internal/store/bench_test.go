@@ -17,7 +17,9 @@ import (
 // the server's CPU per record too.
 func BenchmarkRecord(b *testing.B) {
 	r := redistest.New(b)
-	s := store.New(r.Client, redistest.Unique(b))
+	prefix := redistest.Unique(b)
+	redistest.Forget(b, r.Client, prefix)
+	s := store.New(r.Client, prefix)
 	ctx := context.Background()
 	const members = 5000
 	qs := make([]store.Queued, members)
@@ -46,7 +48,9 @@ func BenchmarkRecord(b *testing.B) {
 // mark and the in-flight mark.
 func BenchmarkBegin(b *testing.B) {
 	r := redistest.New(b)
-	s := store.New(r.Client, redistest.Unique(b))
+	prefix := redistest.Unique(b)
+	redistest.Forget(b, r.Client, prefix)
+	s := store.New(r.Client, prefix)
 	ctx := context.Background()
 	for i := int64(1); i <= 100; i++ {
 		_ = s.PutAccount(ctx, store.Account{ID: i, BaseURL: "https://a.kommo.com", AccessToken: "at"})
