@@ -42,6 +42,7 @@ func setup(t *testing.T) *env {
 	e := &env{r: redistest.New(t), dir: t.TempDir()}
 	e.prefix = redistest.Unique(t)
 	e.queue = "q-" + e.prefix
+	redistest.Forget(t, e.r.Client, e.prefix, e.queue)
 	e.st = store.New(e.r.Client, e.prefix)
 	return e
 }

@@ -45,6 +45,7 @@ func setup(t *testing.T, cfg sandbox.Config) *env {
 	e := &env{r: redistest.New(t), logs: &fleettest.Buffer{}}
 	e.prefix = redistest.Unique(t)
 	e.queue = "q-" + e.prefix
+	redistest.Forget(t, e.r.Client, e.prefix, e.queue)
 	e.st = store.New(e.r.Client, e.prefix)
 	e.sb = sandbox.New(cfg)
 	e.srv = httptest.NewServer(e.sb)
