@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
+	"github.com/widgetq/widgetq/internal/reseal"
 	"github.com/widgetq/widgetq/internal/store"
 	"github.com/widgetq/widgetq/producer"
 	"github.com/widgetq/widgetq/tasks"
@@ -279,6 +280,9 @@ func newStatusCmd(a *app) *cobra.Command {
 			fmt.Fprintln(tw, "\nQUEUE\tPENDING\tACTIVE\tSCHEDULED\tRETRY\tARCHIVED\tCOMPLETED\tOLDEST PENDING")
 			for _, q := range queues {
 				qi, err := insp.GetQueueInfo(q)
+				if err != nil && reseal.QueueGone(insp, q) {
+					continue // deleted since it was listed
+				}
 				if err != nil {
 					return fmt.Errorf("queue %s: %w", q, err)
 				}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/hibiken/asynq"
@@ -51,15 +52,22 @@ func Tasks(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys, only
 	}
 	sort.Strings(queues)
 	type lister func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
+queues:
 	for _, q := range queues {
 		qi, err := insp.GetQueueInfo(q)
 		if err != nil {
+			if QueueGone(insp, q) {
+				continue // deleted since it was listed: nothing left to re-seal
+			}
 			return changed, total, active, stuck, fmt.Errorf("queue %s: %w", q, err)
 		}
 		active += qi.Active
 		for _, list := range []lister{insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks, insp.ListArchivedTasks, insp.ListCompletedTasks} {
 			for page := 1; ; page++ {
 				infos, err := list(q, asynq.Page(page), asynq.PageSize(500))
+				if errors.Is(err, asynq.ErrQueueNotFound) {
+					continue queues
+				}
 				if err != nil {
 					return changed, total, active, stuck, fmt.Errorf("queue %s: list tasks: %w", q, err)
 				}
@@ -87,6 +95,14 @@ func Tasks(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys, only
 		}
 	}
 	return changed, total, active, stuck, nil
+}
+
+// QueueGone reports whether queue, listed a moment ago, is no longer
+// among the Redis's queues (deleted meanwhile): asynq's GetQueueInfo says
+// so only in an error of its internal package.
+func QueueGone(insp *asynq.Inspector, queue string) bool {
+	queues, err := insp.Queues()
+	return err == nil && !slices.Contains(queues, queue)
 }
 
 func resealTask(ctx context.Context, rdb redis.UniversalClient, keys *seal.Keys, queue, id string) (bool, error) {

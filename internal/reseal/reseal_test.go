@@ -80,3 +80,28 @@ func TestTasksReseals(t *testing.T) {
 		t.Fatalf("not re-sealed: %v %s", err, ti.Payload)
 	}
 }
+
+// A queue deleted after it was listed is gone, and re-sealing skips it
+// instead of failing on it (enqueue status does the same).
+func TestAQueueDeletedMeanwhileIsGone(t *testing.T) {
+	r := redistest.New(t)
+	q := "q-" + redistest.Unique(t)
+	insp := asynq.NewInspectorFromRedisClient(r.Client)
+	c := asynq.NewClientFromRedisClient(r.Client)
+	if _, err := c.Enqueue(asynq.NewTask("t", nil), asynq.Queue(q)); err != nil {
+		t.Fatal(err)
+	}
+	if reseal.QueueGone(insp, q) {
+		t.Fatalf("queue %s gone while it holds a task", q)
+	}
+	if err := insp.DeleteQueue(q, true); err != nil {
+		t.Fatal(err)
+	}
+	if !reseal.QueueGone(insp, q) {
+		t.Fatalf("queue %s not gone after DeleteQueue", q)
+	}
+	// Named explicitly (as listed a moment before): skipped, no error.
+	if _, _, _, _, err := reseal.Tasks(context.Background(), r.Client, nil, q); err != nil {
+		t.Fatalf("re-seal of a deleted queue: %v", err)
+	}
+}
