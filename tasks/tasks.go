@@ -97,10 +97,10 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalidPayload 
 // names_test.go holds each to its pattern.
 
 // ValidWidgetCode reports whether code is a well-formed widget code: 1-100
-// letters, digits, '_', '-' or '.', starting with a letter or digit, and
-// not "." or ".." (it becomes a path segment of Kommo's API).
+// letters, digits, '_', '-' or '.', starting with a letter or digit (so
+// never "." or "..": it becomes a path segment of Kommo's API).
 func ValidWidgetCode(code string) bool {
-	if len(code) == 0 || len(code) > 100 || !isAlnum(code[0]) || code == "." || code == ".." {
+	if len(code) == 0 || len(code) > 100 || !isAlnum(code[0]) {
 		return false
 	}
 	for i := 1; i < len(code); i++ {

@@ -226,11 +226,7 @@ func TestEachRequestSpendsOneReservationTheFirstMadeWithTheState(t *testing.T) {
 	ctx := context.Background()
 	install := func(account int64, code string) {
 		t.Helper()
-		task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: code, Settings: json.RawMessage(`{}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: "t", Queue: e.queue, MaxRetry: 5}); err != nil {
+		if err := h.RunAttempt(ctx, widgetTask(t, account, code, `{}`), worker.Attempt{TaskID: "t", Queue: e.queue, MaxRetry: 5}); err != nil {
 			t.Fatalf("install %s into %d: %v", code, account, err)
 		}
 	}
@@ -246,8 +242,7 @@ func TestEachRequestSpendsOneReservationTheFirstMadeWithTheState(t *testing.T) {
 	if err := e.st.MarkBlocked(ctx, store.Block{AccountID: 2}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	task, _ := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: 2, WidgetCode: "filler_0001", Settings: json.RawMessage(`{}`)})
-	if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: "t2", Queue: e.queue, MaxRetry: 5}); !errors.Is(err, asynq.SkipRetry) {
+	if err := h.RunAttempt(ctx, widgetTask(t, 2, "filler_0001", `{}`), worker.Attempt{TaskID: "t2", Queue: e.queue, MaxRetry: 5}); !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("a blocked account's install: %v", err)
 	}
 	if got := reservations("2"); got != 0 || e.sb.Counters().Accounts["2"].Requests != 0 {
@@ -269,11 +264,7 @@ func TestAStaleSlotIsNotUsed(t *testing.T) {
 	ctx := context.Background()
 	run := func(account int64) {
 		t.Helper()
-		task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: "filler_0001", Settings: json.RawMessage(`{}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.RunAttempt(ctx, task, worker.Attempt{TaskID: fmt.Sprint("t", account), Queue: e.queue, MaxRetry: 5}); err != nil {
+		if err := h.RunAttempt(ctx, widgetTask(t, account, "filler_0001", `{}`), worker.Attempt{TaskID: fmt.Sprint("t", account), Queue: e.queue, MaxRetry: 5}); err != nil {
 			t.Fatalf("install into %d: %v", account, err)
 		}
 	}

@@ -19,7 +19,13 @@ import (
 
 func installTask(t *testing.T, account int64) *asynq.Task {
 	t.Helper()
-	task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: sandbox.WidgetAsterisk, Settings: json.RawMessage(seed)})
+	return widgetTask(t, account, sandbox.WidgetAsterisk, seed)
+}
+
+// widgetTask is an install of code into account with settings.
+func widgetTask(t *testing.T, account int64, code, settings string) *asynq.Task {
+	t.Helper()
+	task, err := tasks.NewInstallWidgetTask(tasks.InstallWidgetPayload{AccountID: account, WidgetCode: code, Settings: json.RawMessage(settings)})
 	if err != nil {
 		t.Fatal(err)
 	}
