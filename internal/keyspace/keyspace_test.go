@@ -15,3 +15,24 @@ func TestKeys(t *testing.T) {
 		t.Errorf("limiter key %q", k)
 	}
 }
+
+func TestKeyID(t *testing.T) {
+	s := New("p")
+	for _, c := range []struct {
+		kind  string
+		n     int64
+		parts []string
+		want  string
+	}{
+		{"res", 7, []string{"w"}, "{p}:res:7:w"},
+		{"acct", 1234567890123, nil, "{p}:acct:1234567890123"},
+		{"acct", -5, []string{"a", "b"}, "{p}:acct:-5:a:b"},
+	} {
+		if got := s.KeyID(c.kind, c.n, c.parts...); got != c.want {
+			t.Errorf("KeyID(%q, %d, %q) = %q, want %q", c.kind, c.n, c.parts, got, c.want)
+		}
+	}
+	if got := s.Key(); got != "{p}:" {
+		t.Errorf("Key() = %q", got)
+	}
+}

@@ -108,6 +108,8 @@ type Limiter struct {
 	rdb redis.UniversalClient
 	cfg Config
 	pre string
+	// globalTAT is the global budget's TAT key, named once.
+	globalTAT string
 	// local is the process's clock, by which it sleeps until its slots;
 	// beforeSend, when set, runs when a request is about to leave (tests
 	// stall the process there).
@@ -121,7 +123,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Limiter{rdb: rdb, cfg: cfg, pre: keyspace.New(cfg.Prefix).Key("rl", ""), local: time.Now}, nil
+	pre := keyspace.New(cfg.Prefix).Key("rl", "")
+	return &Limiter{rdb: rdb, cfg: cfg, pre: pre, globalTAT: pre + "tat:global", local: time.Now}, nil
 }
 
 // Config returns the limiter's settings.
@@ -156,7 +159,7 @@ func (l *Limiter) keys(b Budget) []string {
 	if b.Integration != "" && b.Integration != "default" {
 		own = a + ":" + b.Integration
 	}
-	return []string{l.pre + "tat:" + own, l.pre + "pause:" + own, l.pre + "slow:" + own, l.pre + "tat:global", l.pre + "total:" + a}
+	return []string{l.pre + "tat:" + own, l.pre + "pause:" + own, l.pre + "slow:" + own, l.globalTAT, l.pre + "total:" + a}
 }
 
 // now is the clock argument of the scripts: 0 asks them to read the

@@ -112,9 +112,9 @@ func (a *Account) Info() Info {
 // during a rollout still finds them.
 func (s *base) credKey(n int64, integ string) string {
 	if integ = IntegrationOf(integ); integ == DefaultIntegration {
-		return s.key("acct", id(n))
+		return s.prefix.KeyID("acct", n)
 	}
-	return s.key("acct", id(n), integ)
+	return s.prefix.KeyID("acct", n, integ)
 }
 
 // credsKey indexes every (account, integration) with credentials: members
@@ -438,7 +438,7 @@ func (s *MarkStore) MarkBlocked(ctx context.Context, b Block, ttl time.Duration)
 	b.Until = b.Since.Add(ttl)
 	raw, _ := json.Marshal(b)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.key("blocked", id(b.AccountID)), raw, ttl)
+		p.Set(ctx, s.blockedKey(b.AccountID), raw, ttl)
 		p.ZAdd(ctx, s.key("blocked"), redis.Z{Score: float64(b.Until.UnixMilli()), Member: id(b.AccountID)})
 		return nil
 	})
@@ -447,7 +447,7 @@ func (s *MarkStore) MarkBlocked(ctx context.Context, b Block, ttl time.Duration)
 
 // Blocked returns the account's block mark, or nil when it has none.
 func (s *MarkStore) Blocked(ctx context.Context, n int64) (*Block, error) {
-	raw, err := s.rdb.Get(ctx, s.key("blocked", id(n))).Bytes()
+	raw, err := s.rdb.Get(ctx, s.blockedKey(n)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -465,7 +465,7 @@ func (s *MarkStore) Blocked(ctx context.Context, n int64) (*Block, error) {
 func (s *MarkStore) Unblock(ctx context.Context, n int64) (bool, error) {
 	var del *redis.IntCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		del = p.Del(ctx, s.key("blocked", id(n)))
+		del = p.Del(ctx, s.blockedKey(n))
 		p.ZRem(ctx, s.key("blocked"), id(n))
 		return nil
 	})

@@ -47,6 +47,10 @@ type base struct {
 	// named once: the all-index, the status indexes, the recent blocks
 	// (the batch's, the outbox and the batches index follow).
 	recordKeys []string
+	// outbox, batches and kommoPause are constant keys, named once.
+	outbox     string
+	batches    string
+	kommoPause string
 	now        func() time.Time
 	keys       *seal.Keys
 	hosts      *kommohost.List
@@ -84,6 +88,7 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 		b.recordKeys = append(b.recordKeys, b.key("idx", "status", string(st)))
 	}
 	b.recordKeys = append(b.recordKeys, b.kommoBlocksKey())
+	b.outbox, b.batches, b.kommoPause = b.outboxKey(), b.batchesKey(), b.kommoPauseKey()
 	return &Store{base: b, AccountStore: AccountStore{b}, ResultStore: ResultStore{b}, MarkStore: MarkStore{b}, JournalStore: JournalStore{b}, IntegrationStore: IntegrationStore{b}}
 }
 
@@ -119,6 +124,9 @@ func (s *base) key(parts ...string) string {
 }
 
 func id(n int64) string { return strconv.FormatInt(n, 10) }
+
+// blockedKey is account n's block mark.
+func (s *base) blockedKey(n int64) string { return s.prefix.KeyID("blocked", n) }
 
 // ErrNotFound is returned for an account or result that does not exist.
 var ErrNotFound = errors.New("not found")
