@@ -95,12 +95,14 @@ type Result struct {
 
 func member(account int64, code string) string { return id(account) + ":" + code }
 
-func (s *base) resultKey(account int64, code string) string { return s.key("res", id(account), code) }
+func (s *base) resultKey(account int64, code string) string {
+	return s.prefix.KeyID("res", account, code)
+}
 
 func (s *base) resultKeys(account int64, code, batch string) []string {
 	keys := make([]string, 0, len(s.recordKeys)+4)
 	keys = append(append(keys, s.resultKey(account, code)), s.recordKeys...)
-	return append(keys, s.batchKey(batch), s.outboxKey(), s.batchesKey())
+	return append(keys, s.batchKey(batch), s.outbox, s.batches)
 }
 
 // recordScript writes a result and moves it between the status indexes in
@@ -437,29 +439,45 @@ type ScriptPart struct {
 }
 
 // beginLua reads a task's state, marks it in flight, and runs a part.
+// It reads only the fields decodeResult and decodeAccount use (HMGET, not
+// HGETALL: half the strings for Redis to convert and the worker to read).
 // KEYS: the result, the credentials, the block mark, the Kommo pause,
 // then the part's.
 // ARGV: the in-flight time (empty: no mark), how many keys are the part's,
 // then the part's arguments.
-const beginLua = `
-local res = redis.call('HGETALL', KEYS[1])
-local acct = redis.call('HGETALL', KEYS[2])
+var beginLua = `
+local res = redis.call('HMGET', KEYS[1], ` + luaList(beginResultFields) + `)
+local acct = redis.call('HMGET', KEYS[2], ` + luaList(beginAccountFields) + `)
 local m = redis.call('MGET', KEYS[3], KEYS[4])
 local blk, pause = m[1], m[2]
 if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'inflight', ARGV[1]) end
 local out = false
 local nk = tonumber(ARGV[2])
-local revoked = false
-for i = 1, #acct, 2 do
-  if acct[i] == 'revoked_at' then revoked = true end
-end
-if part and #acct > 0 and not blk and not pause and not revoked then
+-- The credentials exist (a base URL) and are not revoked.
+if part and acct[1] and not acct[` + strconv.Itoa(len(beginAccountFields)) + `] and not blk and not pause then
   local K, A = {}, {}
   for i = 1, nk do K[i] = KEYS[4 + i] end
   for i = 3, #ARGV do A[#A + 1] = ARGV[i] end
   out = part(K, A)
 end
 return {res, acct, blk, pause, out}`
+
+// beginResultFields are the result's fields decodeResult reads;
+// beginAccountFields the credentials' fields decodeAccount reads, the
+// base URL first and revoked_at last (the script tests both).
+var (
+	beginResultFields  = []string{"status", "data", "enqueue_id", "task_id", "queue", "op", "integ", "queued_at", "created_at", "inflight"}
+	beginAccountFields = []string{"base_url", "access_token", "refresh_token", "expires_at", "updated_at", "revoked_at"}
+)
+
+// luaList is names as Lua string literals, comma-separated.
+func luaList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = "'" + n + "'"
+	}
+	return strings.Join(q, ", ")
+}
 
 var (
 	beginScript  = redis.NewScript("local part = nil\n" + beginLua)
@@ -469,7 +487,7 @@ var (
 // BeginWith is Begin doing part in the same script call (nil: none).
 func (s *ResultStore) BeginWith(ctx context.Context, account int64, integ, code string, markInFlight bool, part *ScriptPart) (TaskState, error) {
 	script := beginScript
-	keys := []string{s.resultKey(account, code), s.credKey(account, integ), s.key("blocked", id(account)), s.kommoPauseKey()}
+	keys := []string{s.resultKey(account, code), s.credKey(account, integ), s.blockedKey(account), s.kommoPause}
 	var inflight string
 	if markInFlight {
 		// The first run's time stays: it bounds when a request it sent
@@ -494,12 +512,12 @@ func (s *ResultStore) BeginWith(ctx context.Context, account int64, integ, code 
 		return TaskState{}, fmt.Errorf("store: begin task: the script answered %d values", len(raw))
 	}
 	var st TaskState
-	if r, err := decodeResult(account, code, flatMap(raw[0])); err == nil {
+	if r, err := decodeResult(account, code, fieldMap(beginResultFields, raw[0])); err == nil {
 		st.Result = r
 	} else if !errors.Is(err, ErrNotFound) {
 		return st, err
 	}
-	if a, err := s.decodeAccount(account, integ, flatMap(raw[1])); err == nil {
+	if a, err := s.decodeAccount(account, integ, fieldMap(beginAccountFields, raw[1])); err == nil {
 		st.Account = a
 	} else if !errors.Is(err, ErrNotFound) {
 		// Stored, but its tokens do not open with this process's keys.
@@ -523,13 +541,15 @@ func (s *ResultStore) BeginWith(ctx context.Context, account int64, integ, code 
 	return st, nil
 }
 
-// flatMap is a hash that a script returned as HGETALL's flat array.
-func flatMap(v any) map[string]string {
+// fieldMap is the fields of a hash that a script read with HMGET: the
+// names asked for, paired with the values (nil: no such field).
+func fieldMap(names []string, v any) map[string]string {
 	a, _ := v.([]any)
-	m := make(map[string]string, len(a)/2)
-	for i := 0; i+1 < len(a); i += 2 {
-		k, _ := a[i].(string)
-		m[k], _ = a[i+1].(string)
+	m := make(map[string]string, len(names))
+	for i, val := range a {
+		if str, ok := val.(string); ok && i < len(names) {
+			m[names[i]] = str
+		}
 	}
 	return m
 }

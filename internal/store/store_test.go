@@ -462,3 +462,55 @@ func TestBeginRunsItsPartOnlyWhenTheTaskMayReachKommo(t *testing.T) {
 		})
 	}
 }
+
+// TestBeginReadsWhatTheReadersRead: Begin reads only the fields it
+// decodes; what it hands the worker is what Result and GetAccount read —
+// a queued mark, a recorded result, the in-flight mark, and every field of
+// the credentials (a field the script forgot would come back empty).
+func TestBeginReadsWhatTheReadersRead(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	ctx := context.Background()
+	s := store.New(r.Client, redistest.Unique(t))
+	exp := time.Date(2026, 12, 4, 13, 0, 0, 0, time.UTC)
+	if err := s.PutAccount(ctx, store.Account{ID: 1, Integration: "acme", BaseURL: "https://a.kommo.com", AccessToken: "at", RefreshToken: "rt", ExpiresAt: exp}); err != nil {
+		t.Fatal(err)
+	}
+	same := func(step string) {
+		t.Helper()
+		st, err := s.Begin(ctx, 1, "acme", "w", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.Result(ctx, 1, "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		acct, err := s.GetAccount(ctx, 1, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprintf("%+v", st.Result) != fmt.Sprintf("%+v", want) {
+			t.Errorf("%s: Begin read the result\n%+v\nResult reads\n%+v", step, st.Result, want)
+		}
+		if fmt.Sprintf("%+v", st.Account) != fmt.Sprintf("%+v", acct) || st.Account.RefreshToken != "rt" || !st.Account.ExpiresAt.Equal(exp) {
+			t.Errorf("%s: Begin read the account\n%+v\nGetAccount reads\n%+v", step, st.Account, acct)
+		}
+	}
+	if _, err := s.MarkQueued(ctx, store.Queued{Op: "install", Queue: "q", AccountID: 1, Code: "w", TaskID: "t1", EnqueueID: "e1", Integration: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	same("queued")
+	if _, err := s.Begin(ctx, 1, "acme", "w", true); err != nil {
+		t.Fatal(err)
+	}
+	same("in flight")
+	if err := s.Record(ctx, &store.Result{AccountID: 1, WidgetCode: "w", Operation: "install", Integration: "acme", Status: store.StatusInstalled, EnqueueID: "e1", Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	same("recorded")
+	if _, err := s.MarkRevoked(ctx, 1, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	same("revoked")
+}
