@@ -15,9 +15,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/widgetq/widgetq/internal/autopipe"
 	"github.com/widgetq/widgetq/internal/redisconn"
 	"github.com/widgetq/widgetq/internal/store"
+	"github.com/widgetq/widgetq/internal/worker"
 	"github.com/widgetq/widgetq/tasks"
 )
 
@@ -27,12 +30,20 @@ import (
 // account's token, checking the status and nothing else — no limits, no
 // refresh, no result, no in-flight mark. It runs in its own process like
 // the worker, as `widgetq-bench naive-worker`.
+//
+// With -empty-scripts it is the floor of widgetq's design instead: the
+// same handler making two script calls per task that do nothing, with as
+// many keys and arguments as widgetq's state read and result record,
+// through the worker's auto-pipeline (asynq's calls too, as in the
+// worker). What widgetq costs above it is the work in its scripts and in
+// its Go, not the round trips.
 func NaiveWorker(args []string) int {
 	fs := flag.NewFlagSet("naive-worker", flag.ContinueOnError)
 	url := fs.String("redis-url", "", "Redis")
 	queue := fs.String("queue", "", "queue")
 	conc := fs.Int("concurrency", 50, "concurrency")
 	accountsFile := fs.String("accounts", "", "accounts file (JSON lines: account_id, base_url, access_token)")
+	emptyScripts := fs.Bool("empty-scripts", false, "two empty script calls per task, shaped like widgetq's, through the worker's auto-pipeline")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -61,7 +72,14 @@ func NaiveWorker(args []string) int {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1000, 100
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	srv := asynq.NewServer(conn.Opt, asynq.Config{Concurrency: *conc, Queues: map[string]int{*queue: 1}, LogLevel: asynq.WarnLevel})
+	acfg := asynq.Config{Concurrency: *conc, Queues: map[string]int{*queue: 1}, LogLevel: asynq.WarnLevel}
+	srv := asynq.NewServer(conn.Opt, acfg)
+	var pipe *autopipe.Client
+	if *emptyScripts {
+		pipe = autopipe.NewWith(conn.Opt.MakeRedisClient().(redis.UniversalClient), worker.PipeOptions())
+		defer pipe.Close()
+		srv = asynq.NewServerFromRedisClient(pipe, acfg)
+	}
 	err = srv.Run(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		var p tasks.InstallWidgetPayload
 		if err := json.Unmarshal(t.Payload(), &p); err != nil {
@@ -70,6 +88,11 @@ func NaiveWorker(args []string) int {
 		a, ok := accts[p.AccountID]
 		if !ok {
 			return fmt.Errorf("no account %d: %w", p.AccountID, asynq.SkipRetry)
+		}
+		if pipe != nil {
+			if err := emptyScript.Run(ctx, pipe, floorBeginKeys(p), floorBeginArgs...).Err(); err != nil {
+				return err
+			}
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.BaseURL+"/api/v4/widgets/"+p.WidgetCode, bytes.NewReader(p.Settings))
 		if err != nil {
@@ -86,6 +109,9 @@ func NaiveWorker(args []string) int {
 		if resp.StatusCode/100 != 2 {
 			return fmt.Errorf("install %s into %d: %d", p.WidgetCode, p.AccountID, resp.StatusCode)
 		}
+		if pipe != nil {
+			return emptyScript.Run(ctx, pipe, floorRecordKeys(p), floorRecordArgs(p)...).Err()
+		}
 		return nil
 	}))
 	if err != nil {
@@ -93,6 +119,34 @@ func NaiveWorker(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// emptyScript and the floor's keys and arguments stand for widgetq's two
+// script calls per install: as many keys and arguments, of about the same
+// sizes (the result's JSON included), and nothing done with them.
+var emptyScript = redis.NewScript("return 1")
+
+var floorBeginArgs = []any{"2026-12-04T12:00:00.123456789Z", 5, 142857, 0, 2000000, 0, 142857}
+
+func floorBeginKeys(p tasks.InstallWidgetPayload) []string {
+	a := strconv.FormatInt(p.AccountID, 10)
+	return []string{"{floor}:res:" + a + ":" + p.WidgetCode, "{floor}:acct:" + a, "{floor}:blocked:" + a, "{floor}:kommo:pause",
+		"{floor}:rl:tat:" + a, "{floor}:rl:pause:" + a, "{floor}:rl:slow:" + a, "{floor}:rl:tat:global", "{floor}:rl:total:" + a}
+}
+
+func floorRecordKeys(p tasks.InstallWidgetPayload) []string {
+	keys := []string{"{floor}:res:" + strconv.FormatInt(p.AccountID, 10) + ":" + p.WidgetCode, "{floor}:idx:all"}
+	for _, st := range store.Statuses {
+		keys = append(keys, "{floor}:idx:status:"+string(st))
+	}
+	return append(keys, "{floor}:kommo:blocks", "{floor}:batch:b_floor", "{floor}:outbox", "{floor}:batches")
+}
+
+func floorRecordArgs(p tasks.InstallWidgetPayload) []any {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	data, _ := json.Marshal(store.Result{AccountID: p.AccountID, WidgetCode: p.WidgetCode, Operation: "install", Status: store.StatusInstalled,
+		TaskID: "t", Queue: "q", EnqueueID: "e", WidgetID: 101, WidgetVersion: "1.0.3", Attempts: 1, BatchID: "b_floor"})
+	return []any{strconv.FormatInt(p.AccountID, 10) + ":" + p.WidgetCode, p.AccountID, "installed", data, "e", now, "b_floor", "", now, "{floor}:batch:", 86400000}
 }
 
 // naive: widgetq's worker and the naive handler (NaiveWorker) install the
@@ -120,7 +174,7 @@ func (b *bench) naive(ctx context.Context) (Scenario, error) {
 		wqRate := float64(r.total) / r.dur.Seconds()
 		b.stopAll()
 
-		nRate, nCPU, err := b.naiveRun(ctx, accounts, perAccount, conc, sbFlags)
+		nRate, nCPU, err := b.naiveRun(ctx, accounts, perAccount, conc, sbFlags, false)
 		if err != nil {
 			return sc, err
 		}
@@ -129,6 +183,14 @@ func (b *bench) naive(ctx context.Context) (Scenario, error) {
 		wqRates, naiveRates, ratios = append(wqRates, wqRate), append(naiveRates, nRate), append(ratios, wqRate/nRate)
 		wqCPU, naiveCPU = append(wqCPU, r.cpu), append(naiveCPU, nCPU)
 	}
+	// The floor (information): the naive handler with two empty script
+	// calls shaped like widgetq's, once.
+	floorRate, floorCPU, err := b.naiveRun(ctx, accounts, perAccount, conc, sbFlags, true)
+	if err != nil {
+		return sc, err
+	}
+	b.stopAll()
+	fmt.Fprintf(b.log, "   floor   %.0f/s: %s\n", floorRate, floorCPU)
 	// Each handler at its best of three: a ratio of one pair would let a
 	// slow moment of either side decide.
 	bw, bn := 0, 0
@@ -147,12 +209,17 @@ func (b *bench) naive(ctx context.Context) (Scenario, error) {
 		"widgetq_installs_per_s": roundAll(wqRates), "naive_installs_per_s": roundAll(naiveRates),
 		// What each handler's best pass cost per install, by process (the
 		// sandbox's and Redis's included) and Redis command.
-		"widgetq_per_install": wqCPU[bw], "naive_per_install": naiveCPU[bn]}
+		"widgetq_per_install": wqCPU[bw], "naive_per_install": naiveCPU[bn],
+		// The naive handler plus two empty script calls per install through
+		// the worker's auto-pipeline: what widgetq's round trips alone
+		// cost, so the rest of the gap is the work in them.
+		"floor_installs_per_s": round(floorRate), "floor_of_naive": round(floorRate / bestNaive), "floor_per_install": floorCPU}
 	return sc, nil
 }
 
 // naiveRun fills a queue with the installs and times NaiveWorker on it.
-func (b *bench) naiveRun(ctx context.Context, accounts, perAccount, conc int, sbFlags []string) (float64, cpuUse, error) {
+// With emptyScripts it times the floor (NaiveWorker's -empty-scripts).
+func (b *bench) naiveRun(ctx context.Context, accounts, perAccount, conc int, sbFlags []string, emptyScripts bool) (float64, cpuUse, error) {
 	_, accts, err := b.sandboxProc(ctx, accounts, sbFlags...)
 	if err != nil {
 		return 0, cpuUse{}, err
@@ -186,7 +253,11 @@ func (b *bench) naiveRun(ctx context.Context, accounts, perAccount, conc int, sb
 	}
 	cpu0 := b.snapCPU(ctx)
 	start := time.Now()
-	if _, err := b.start("naive-worker", []string{"-redis-url", b.redisURL, "-queue", queue, "-concurrency", strconv.Itoa(conc), "-accounts", file}); err != nil {
+	args := []string{"-redis-url", b.redisURL, "-queue", queue, "-concurrency", strconv.Itoa(conc), "-accounts", file}
+	if emptyScripts {
+		args = append(args, "-empty-scripts")
+	}
+	if _, err := b.start("naive-worker", args); err != nil {
 		return 0, cpuUse{}, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(b.rdb)

@@ -154,7 +154,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opt asynq.RedisConnOpt,
 	// its result, and asynq's completion of it — share round trips: one
 	// pipeline in flight, the calls that arrive meanwhile go in the next
 	// (naive_ratio: 1.8 round trips per install instead of 3.7).
-	w.pipe = autopipe.NewWith(rdb, autopipe.Options{Loops: 1, MaxBatch: 256, Direct: asynqDequeue})
+	w.pipe = autopipe.NewWith(rdb, PipeOptions())
 	w.st = store.New(w.pipe, o.Prefix).WithKeys(o.Keys).WithHosts(o.Handler.Hosts)
 	done, err := w.st.Migrate(ctx)
 	if err != nil {
@@ -184,6 +184,12 @@ func New(ctx context.Context, rdb redis.UniversalClient, opt asynq.RedisConnOpt,
 	}
 	w.h = NewHandler(w.st, lim, hc)
 	return w, nil
+}
+
+// PipeOptions are the options of the worker's auto-pipeline (the bench's
+// floor handler runs on the same).
+func PipeOptions() autopipe.Options {
+	return autopipe.Options{Loops: 1, MaxBatch: 256, Direct: asynqDequeue}
 }
 
 // asynqDequeue picks asynq's dequeue from the script calls: its first key
