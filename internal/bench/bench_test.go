@@ -20,6 +20,9 @@ func TestSpanRateAndMedian(t *testing.T) {
 	if m := median([]float64{3, 1, 2}); m != 2 {
 		t.Fatalf("median %v", m)
 	}
+	if i := best([]float64{2, 5, 3, 5}); i != 1 {
+		t.Fatalf("best of [2 5 3 5]: index %d, want 1", i)
+	}
 }
 
 func TestBulkSplitsIntoItsTwoScenarios(t *testing.T) {
