@@ -1,6 +1,7 @@
 package kommo
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -46,4 +47,28 @@ func BenchmarkValidateSettings(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkInstallAnswer reads an install's answer for the four fields
+// the worker keeps: in one pass, and with encoding/json (what it did).
+func BenchmarkInstallAnswer(b *testing.B) {
+	body := []byte(sandboxAnswer)
+	b.Run("one-pass", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var w installed
+			if !w.decodeFast(body) {
+				b.Fatal("not read")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var w installed
+			if err := json.Unmarshal(body, &w); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -202,6 +202,9 @@ func (c *Client) send(ctx context.Context, cl call, token string, v any, red *re
 	if v == nil || resp.StatusCode == http.StatusNoContent || len(bytes.TrimSpace(data)) == 0 {
 		return r, nil
 	}
+	if fd, ok := v.(fastDecoder); ok && fd.decodeFast(data) {
+		return r, nil
+	}
 	if err := json.Unmarshal(data, v); err != nil {
 		// A 2xx whose body does not decode: most often cut off on the way
 		// (net/http does not always report a short body), so retryable.
