@@ -332,6 +332,20 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 	}
 }
 
+// TestRedactorHidesASecretAsJSONWouldCarryIt: a secret with a quote or a
+// backslash is hidden in raw text and in JSON text, where it is escaped.
+func TestRedactorHidesASecretAsJSONWouldCarryIt(t *testing.T) {
+	t.Parallel()
+	const pass = `p@ss"w0rd\x`
+	red := newRedactor(pass)
+	for _, text := range []string{"raw " + pass + " end", `{"note":"p@ss\"w0rd\\x"}`} {
+		got := red.clean(text)
+		if strings.Contains(got, "w0rd") || !strings.Contains(got, Redacted) {
+			t.Errorf("clean(%s) = %s", text, got)
+		}
+	}
+}
+
 func TestParseRetryAfter(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)

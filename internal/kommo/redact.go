@@ -32,17 +32,12 @@ func newRedactor(secrets ...string) *redactor {
 	return r
 }
 
-// add registers secrets, in both their raw and JSON-escaped forms.
+// add registers secrets. Their JSON-escaped forms are made only when
+// something is cleaned (an error: rare), not for every request.
 func (r *redactor) add(secrets ...string) {
 	for _, s := range secrets {
-		if len(s) < minSecretLen {
-			continue
-		}
-		r.secrets = append(r.secrets, s)
-		if b, err := json.Marshal(s); err == nil {
-			if esc := string(b[1 : len(b)-1]); esc != s {
-				r.secrets = append(r.secrets, esc)
-			}
+		if len(s) >= minSecretLen {
+			r.secrets = append(r.secrets, s)
 		}
 	}
 }
@@ -57,6 +52,12 @@ func (r *redactor) clean(s string) string {
 		for _, sec := range r.secrets {
 			if strings.Contains(s, sec) {
 				s = strings.ReplaceAll(s, sec, Redacted)
+			}
+			// The secret as a JSON string would carry it.
+			if b, err := json.Marshal(sec); err == nil {
+				if esc := string(b[1 : len(b)-1]); esc != sec && strings.Contains(s, esc) {
+					s = strings.ReplaceAll(s, esc, Redacted)
+				}
 			}
 		}
 	}
