@@ -31,7 +31,7 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## fuzz: run each fuzz test for FUZZTIME (new findings land in testdata/fuzz)
-FUZZ_TARGETS := ./internal/kommohost:FuzzCheck ./internal/kommohost:FuzzBaseOf ./internal/webhook:FuzzVerify ./tasks:FuzzDecodeConnectAccount ./internal/bulk:FuzzReader ./internal/kommo:FuzzErrorBody ./internal/kommo:FuzzParseClaims ./internal/kommo:FuzzValidateSettings ./internal/kommo:FuzzWidget ./internal/kommo:FuzzInstalledAnswer ./tasks:FuzzDecodeInstallWidget ./tasks:FuzzDecodeInstallFast ./internal/bulk:FuzzParseJSONLineFast ./tasks:FuzzNamesMatchTheirPatterns ./internal/seal:FuzzOpen ./cmd/enqueue:FuzzAccountLine ./cmd/enqueue:FuzzRedisURL
+FUZZ_TARGETS := ./internal/kommohost:FuzzCheck ./internal/kommohost:FuzzBaseOf ./internal/webhook:FuzzVerify ./tasks:FuzzDecodeConnectAccount ./internal/bulk:FuzzReader ./internal/kommo:FuzzErrorBody ./internal/kommo:FuzzParseClaims ./internal/kommo:FuzzValidateSettings ./internal/kommo:FuzzWidget ./internal/kommo:FuzzInstalledAnswer ./internal/store:FuzzEncodeResult ./tasks:FuzzDecodeInstallWidget ./tasks:FuzzDecodeInstallFast ./internal/bulk:FuzzParseJSONLineFast ./tasks:FuzzNamesMatchTheirPatterns ./internal/seal:FuzzOpen ./cmd/enqueue:FuzzAccountLine ./cmd/enqueue:FuzzRedisURL
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -336,7 +336,7 @@ func (s *ResultStore) recordArgs(r *Result) ([]any, error) {
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now
 	}
-	data, err := json.Marshal(r)
+	data, err := encodeResult(r)
 	if err != nil {
 		return nil, fmt.Errorf("store: encode result: %w", err)
 	}
