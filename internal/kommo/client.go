@@ -29,6 +29,7 @@ const maxBody = 16 << 20
 // Client calls the Kommo API of one account. It is safe for concurrent use.
 type Client struct {
 	base      *url.URL
+	baseStr   string // base.String(), made once
 	http      *http.Client
 	timeout   time.Duration
 	userAgent string
@@ -73,7 +74,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{base: u, http: http.DefaultClient, timeout: DefaultTimeout, userAgent: DefaultUserAgent, now: time.Now}
+	c := &Client{base: u, baseStr: u.String(), http: http.DefaultClient, timeout: DefaultTimeout, userAgent: DefaultUserAgent, now: time.Now}
 	for _, o := range opts {
 		o(c)
 	}
@@ -93,7 +94,7 @@ func parseBaseURL(s string) (*url.URL, error) {
 }
 
 // BaseURL returns the account's API base the client was made for.
-func (c *Client) BaseURL() string { return c.base.String() }
+func (c *Client) BaseURL() string { return c.baseStr }
 
 // Response is the HTTP answer to a successful call.
 type Response struct {
@@ -156,7 +157,7 @@ func (c *Client) send(ctx context.Context, cl call, token string, v any, red *re
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	u := c.base.String() + cl.path
+	u := c.baseStr + cl.path
 	var body io.Reader
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
