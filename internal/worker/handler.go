@@ -184,6 +184,7 @@ type Handler struct {
 	cfg       Config
 	templates templateCache
 	integs    *integrations
+	hosts     *hostChecks
 }
 
 // NewHandler returns a handler on the store and limiter.
@@ -193,7 +194,7 @@ func NewHandler(st State, lim *ratelimit.Limiter, cfg Config) *Handler {
 		cfg.Metrics.DeclareTask(s[0], s[1], s[2])
 	}
 	return &Handler{st: st, lim: lim, cfg: cfg, templates: templateCache{ttl: cfg.TemplateTTL, m: map[string]*templateEntry{}},
-		integs: &integrations{reg: st, fallback: cfg.OAuth, ttl: cfg.RegistryTTL, now: time.Now}}
+		integs: &integrations{reg: st, fallback: cfg.OAuth, ttl: cfg.RegistryTTL, now: time.Now}, hosts: &hostChecks{list: cfg.Hosts}}
 }
 
 // TaskSeries lists every (type, outcome, class) the handler counts in
@@ -515,7 +516,7 @@ func (h *Handler) account(_ context.Context, a *attempt) (*store.Account, error)
 		}
 		return nil, &permanent{ClassAccountUnknown, fmt.Sprintf("no credentials stored for account %d", a.account)}
 	}
-	if err := h.cfg.Hosts.Check(acct.BaseURL); err != nil {
+	if err := h.hosts.check(acct.BaseURL); err != nil {
 		return nil, &permanent{ClassHostNotAllowed, fmt.Sprintf("account %d: base_url: %v; nothing was sent (store the account again with its Kommo URL, or list the host)", a.account, err)}
 	}
 	if d := a.kommoPause.For(time.Now()); d > 0 && blk == nil {
