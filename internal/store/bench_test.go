@@ -36,7 +36,7 @@ func BenchmarkRecord(b *testing.B) {
 		q := qs[n%members]
 		n++
 		res := &store.Result{AccountID: q.AccountID, WidgetCode: q.Code, Operation: "install", Status: store.StatusInstalled, EnqueueID: q.EnqueueID,
-			TaskID: q.TaskID, Queue: q.Queue, BatchID: "b_bench", Attempts: 1, WidgetID: 101, WidgetVersion: "1.0.3", FinishedAt: time.Now()}
+			TaskID: q.TaskID, Queue: q.Queue, BatchID: "b_bench", Attempts: 1, WidgetID: 101, WidgetVersion: "1.0.3", FinishedAt: time.Now().UTC()}
 		if err := s.Record(ctx, res); err != nil {
 			b.Fatal(err)
 		}

@@ -13,8 +13,10 @@ import (
 // no error. Anything else goes through json.Marshal, which stays the
 // authority: FuzzEncodeResult holds the two to the same bytes.
 func encodeResult(r *Result) ([]byte, error) {
-	if b, ok := appendResult(make([]byte, 0, 512), r); ok {
-		return b, nil
+	if r.LastError == nil {
+		if b, ok := appendResult(make([]byte, 0, 512), r); ok {
+			return b, nil
+		}
 	}
 	return json.Marshal(r)
 }

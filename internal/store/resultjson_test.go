@@ -1,9 +1,12 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/widgetq/widgetq/internal/redistest"
 )
 
 // workerResult is a result as the worker records a success.
@@ -39,6 +42,28 @@ func TestResultEncodesAsJSONMarshalDoes(t *testing.T) {
 		if err != nil || string(got) != string(want) || fast != c.fast {
 			t.Errorf("%s: encodeResult = %s (%v), fast %v; json.Marshal = %s, want fast %v", c.name, got, err, fast, want, c.fast)
 		}
+	}
+}
+
+// TestTheWorkersResultsTakeTheWriter: a result made as the worker makes it
+// (from the state Begin read of a queued mark, finished now in UTC) is
+// written without json.Marshal — the times the store reads back are UTC.
+func TestTheWorkersResultsTakeTheWriter(t *testing.T) {
+	t.Parallel()
+	r := redistest.New(t)
+	ctx := context.Background()
+	s := New(r.Client, redistest.Unique(t))
+	if _, err := s.MarkQueued(ctx, Queued{Op: "install", Queue: "q", AccountID: 1, Code: "w", TaskID: "t1", EnqueueID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Begin(ctx, 1, "", "w", true)
+	if err != nil || st.Result == nil {
+		t.Fatalf("begin: %+v, %v", st, err)
+	}
+	res := &Result{AccountID: 1, WidgetCode: "w", Operation: "install", Status: StatusInstalled, EnqueueID: "e1", TaskID: "t1", Queue: "q",
+		QueuedAt: st.Result.QueuedAt, CreatedAt: st.Result.CreatedAt, UpdatedAt: time.Now().UTC(), FinishedAt: time.Now().UTC(), Attempts: 1}
+	if _, ok := appendResult(nil, res); !ok {
+		t.Fatalf("the worker's result goes through json.Marshal: %+v (queued_at in %v, created_at in %v)", res, res.QueuedAt.Location(), res.CreatedAt.Location())
 	}
 }
 
