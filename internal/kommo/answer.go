@@ -93,12 +93,12 @@ func (w *installed) decodeFast(b []byte) bool {
 				return false
 			}
 		}
-		p.ws()
-		if p.byte('}') {
-			return p.end(w, out)
-		}
-		if !p.byte(',') {
+		done, ok := p.more('}')
+		if !ok {
 			return false
+		}
+		if done {
+			return p.end(w, out)
 		}
 	}
 }
@@ -120,6 +120,16 @@ func (p *scan) end(w *installed, out installed) bool {
 	}
 	*w = out
 	return true
+}
+
+// more reads what follows a member or an element: whitespace, then the
+// closing byte (done) or a comma (ok, not done); anything else is not ok.
+func (p *scan) more(close byte) (done, ok bool) {
+	p.ws()
+	if p.byte(close) {
+		return true, true
+	}
+	return false, p.byte(',')
 }
 
 func (p *scan) ws() {
@@ -223,12 +233,8 @@ func (p *scan) skip(depth int) bool {
 			if !p.skip(depth + 1) {
 				return false
 			}
-			p.ws()
-			if p.byte('}') {
-				return true
-			}
-			if !p.byte(',') {
-				return false
+			if done, ok := p.more('}'); done || !ok {
+				return ok
 			}
 		}
 	case c == '[':
@@ -242,12 +248,8 @@ func (p *scan) skip(depth int) bool {
 			if !p.skip(depth + 1) {
 				return false
 			}
-			p.ws()
-			if p.byte(']') {
-				return true
-			}
-			if !p.byte(',') {
-				return false
+			if done, ok := p.more(']'); done || !ok {
+				return ok
 			}
 		}
 	case c == '-' || (c >= '0' && c <= '9'):
