@@ -169,11 +169,11 @@ return 1`
 // statusesLua names Statuses in their order, in a Lua table: the record
 // scripts need not be sent them with every call.
 var statusesLua = func() string {
-	q := make([]string, len(Statuses))
+	names := make([]string, len(Statuses))
 	for i, st := range Statuses {
-		q[i] = "'" + string(st) + "'"
+		names[i] = string(st)
 	}
-	return "local statuses = {" + strings.Join(q, ", ") + "}\n"
+	return "local statuses = {" + luaList(names) + "}\n"
 }()
 
 // batchLua is what the result scripts share about batches: moving a
