@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/widgetq/widgetq/internal/kommohost"
@@ -82,16 +83,36 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 }
 
 // parseBaseURL checks an account's API base: an absolute http(s) URL with a
-// host and no query, fragment or credentials.
+// host and no query, fragment or credentials. A base that passed is
+// remembered (the worker makes a client per task, for a few thousand
+// accounts, and parsed each base twice): clients share the *url.URL,
+// which nothing modifies.
 func parseBaseURL(s string) (*url.URL, error) {
+	if u, ok := baseURLs.Load(s); ok {
+		return u.(*url.URL), nil
+	}
 	if err := kommohost.Syntax(s); err != nil {
 		return nil, fmt.Errorf("kommo: base URL: %w", err)
 	}
 	u, _ := url.Parse(strings.TrimSpace(s))
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
+	if baseURLCount.Add(1) > maxBaseURLs {
+		baseURLs.Clear()
+		baseURLCount.Store(1)
+	}
+	baseURLs.Store(s, u)
 	return u, nil
 }
+
+// baseURLs remembers the bases parseBaseURL passed (at most maxBaseURLs;
+// cleared when full).
+var (
+	baseURLs     sync.Map // string → *url.URL
+	baseURLCount atomic.Int64
+)
+
+const maxBaseURLs = 1 << 14
 
 // BaseURL returns the account's API base the client was made for.
 func (c *Client) BaseURL() string { return c.baseStr }

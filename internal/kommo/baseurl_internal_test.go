@@ -1,0 +1,35 @@
+package kommo
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestBaseURLsAreRemembered: a base that passed is parsed once and shared,
+// a refused one is refused every time, and the memory stays bounded. Not
+// parallel: the memory is the package's.
+func TestBaseURLsAreRemembered(t *testing.T) {
+	a, err := NewClient("https://acme.kommo.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewClient("https://acme.kommo.com/")
+	if err != nil || a.base != b.base || b.BaseURL() != "https://acme.kommo.com" {
+		t.Fatalf("second client: %v, base %p/%p %q", err, a.base, b.base, b.BaseURL())
+	}
+	for range 2 {
+		if _, err := NewClient("https://u:pw@acme.kommo.com"); err == nil {
+			t.Fatal("a base URL with credentials was accepted")
+		}
+	}
+	for i := range maxBaseURLs + 10 {
+		if _, err := parseBaseURL(fmt.Sprintf("https://a%d.kommo.com", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := 0
+	baseURLs.Range(func(any, any) bool { size++; return true })
+	if size > maxBaseURLs || baseURLCount.Load() > maxBaseURLs {
+		t.Fatalf("%d bases remembered (count %d), bound %d", size, baseURLCount.Load(), maxBaseURLs)
+	}
+}
