@@ -3,6 +3,8 @@ package kommo
 import (
 	"fmt"
 	"testing"
+
+	"github.com/widgetq/widgetq/internal/memo"
 )
 
 // TestBaseURLsAreRemembered: a base that passed is parsed once and shared,
@@ -22,14 +24,12 @@ func TestBaseURLsAreRemembered(t *testing.T) {
 			t.Fatal("a base URL with credentials was accepted")
 		}
 	}
-	for i := range maxBaseURLs + 10 {
+	for i := range memo.Max + 10 {
 		if _, err := parseBaseURL(fmt.Sprintf("https://a%d.kommo.com", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	size := 0
-	baseURLs.Range(func(any, any) bool { size++; return true })
-	if size > maxBaseURLs || baseURLCount.Load() > maxBaseURLs {
-		t.Fatalf("%d bases remembered (count %d), bound %d", size, baseURLCount.Load(), maxBaseURLs)
+	if size := baseURLs.Len(); size > memo.Max {
+		t.Fatalf("%d bases remembered, bound %d", size, memo.Max)
 	}
 }

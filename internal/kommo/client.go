@@ -11,10 +11,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/widgetq/widgetq/internal/kommohost"
+	"github.com/widgetq/widgetq/internal/memo"
 )
 
 // DefaultTimeout bounds one HTTP exchange with Kommo when the caller sets
@@ -89,7 +89,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 // which nothing modifies.
 func parseBaseURL(s string) (*url.URL, error) {
 	if u, ok := baseURLs.Load(s); ok {
-		return u.(*url.URL), nil
+		return u, nil
 	}
 	if err := kommohost.Syntax(s); err != nil {
 		return nil, fmt.Errorf("kommo: base URL: %w", err)
@@ -97,22 +97,12 @@ func parseBaseURL(s string) (*url.URL, error) {
 	u, _ := url.Parse(strings.TrimSpace(s))
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
-	if baseURLCount.Add(1) > maxBaseURLs {
-		baseURLs.Clear()
-		baseURLCount.Store(1)
-	}
 	baseURLs.Store(s, u)
 	return u, nil
 }
 
-// baseURLs remembers the bases parseBaseURL passed (at most maxBaseURLs;
-// cleared when full).
-var (
-	baseURLs     sync.Map // string → *url.URL
-	baseURLCount atomic.Int64
-)
-
-const maxBaseURLs = 1 << 14
+// baseURLs remembers the bases parseBaseURL passed.
+var baseURLs memo.Map[string, *url.URL]
 
 // BaseURL returns the account's API base the client was made for.
 func (c *Client) BaseURL() string { return c.baseStr }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/widgetq/widgetq/internal/kommohost"
+	"github.com/widgetq/widgetq/internal/memo"
 )
 
 // TestHostChecksRememberTheListsVerdict: a remembered verdict is the
@@ -25,15 +26,10 @@ func TestHostChecksRememberTheListsVerdict(t *testing.T) {
 			t.Fatalf("another host: %v, want the list's own refusal", err)
 		}
 	}
-	for i := range maxHostChecks + 10 {
+	for i := range memo.Max + 10 {
 		_ = c.check(fmt.Sprintf("https://a%d.kommo.com", i))
 	}
-	if n := c.n.Load(); n > maxHostChecks {
-		t.Fatalf("%d verdicts remembered, bound %d", n, maxHostChecks)
-	}
-	size := 0
-	c.m.Range(func(any, any) bool { size++; return true })
-	if size > maxHostChecks {
-		t.Fatalf("the map holds %d verdicts, bound %d", size, maxHostChecks)
+	if size := c.verdicts.Len(); size > memo.Max {
+		t.Fatalf("the map holds %d verdicts, bound %d", size, memo.Max)
 	}
 }
