@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ownsProcess = true
+	if pct, ok := gcPercent(os.Getenv); ok {
+		debug.SetGCPercent(pct)
+	}
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -55,6 +59,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
+}
+
+// defaultGOGC is the worker's garbage-collection target when GOGC is not
+// set: the heap may grow to five times what is live between collections
+// instead of Go's twice. A worker's live heap is small (the tasks in
+// flight), and at Go's default a busy one spent about a tenth of its CPU
+// collecting; 400 halves that for some tens of MiB (the bench's
+// worker_peak_rss_mib: 33 → 69 MiB at concurrency 500).
+const defaultGOGC = 400
+
+// gcPercent is the GC target the worker sets for its process: the
+// default, unless the operator's GOGC is set (Go then applies it itself,
+// and "off" stays off).
+func gcPercent(getenv func(string) string) (int, bool) {
+	if getenv("GOGC") != "" {
+		return 0, false
+	}
+	return defaultGOGC, true
 }
 
 // usageError is a bad flag or setting: exit code 2.

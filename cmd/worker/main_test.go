@@ -530,3 +530,26 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 		t.Fatalf("filtered /results:\n%s", fleettest.Tail(one, 3000))
 	}
 }
+
+func TestGCPercentIsTheDefaultUnlessGOGCIsSet(t *testing.T) {
+	for _, tc := range []struct {
+		gogc string
+		pct  int
+		set  bool
+	}{
+		{"", defaultGOGC, true},
+		{"100", 0, false},
+		{"off", 0, false},
+		{"50", 0, false},
+	} {
+		pct, set := gcPercent(func(k string) string {
+			if k == "GOGC" {
+				return tc.gogc
+			}
+			return ""
+		})
+		if pct != tc.pct || set != tc.set {
+			t.Errorf("GOGC=%q: gcPercent = %d, %v; want %d, %v", tc.gogc, pct, set, tc.pct, tc.set)
+		}
+	}
+}
