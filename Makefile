@@ -53,7 +53,7 @@ bench-short: build
 ## bench-go: Go benchmarks of the hot paths (benchstat-friendly: add COUNT=10 and compare)
 COUNT ?= 1
 bench-go:
-	REDIS_URL=$(BENCH_REDIS_URL) $(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./tasks ./internal/kommo ./internal/ratelimit ./internal/store
+	REDIS_URL=$(BENCH_REDIS_URL) $(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./tasks ./internal/kommo ./internal/ratelimit ./internal/store ./internal/worker
 
 ## bench-bulk: enqueue bulk of 100,000 lines vs plain parallel asynq Enqueue, same Redis, same run
 bench-bulk:

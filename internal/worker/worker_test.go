@@ -40,7 +40,7 @@ type env struct {
 	logs   *fleettest.Buffer
 }
 
-func setup(t *testing.T, cfg sandbox.Config) *env {
+func setup(t testing.TB, cfg sandbox.Config) *env {
 	t.Helper()
 	e := &env{r: redistest.New(t), logs: &fleettest.Buffer{}}
 	e.prefix = redistest.Unique(t)
@@ -57,7 +57,7 @@ func setup(t *testing.T, cfg sandbox.Config) *env {
 
 // addAccounts creates accounts first..first+n-1 in the sandbox and in the
 // store, with an administrator's tokens.
-func (e *env) addAccounts(t *testing.T, first, n int) {
+func (e *env) addAccounts(t testing.TB, first, n int) {
 	t.Helper()
 	for id := first; id < first+n; id++ {
 		sub := fmt.Sprintf("a%d", id)
