@@ -30,12 +30,20 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## fuzz: run each fuzz test for FUZZTIME (new findings land in testdata/fuzz)
+## fuzz: run each fuzz test for FUZZTIME (new findings land in testdata/fuzz). A target that fails
+## with only "context deadline exceeded" and writes no input is Go 1.26's fuzz-coordinator race at
+## the end of -fuzztime (go.dev/issue/75804, fixed in Go 1.27), not a finding: it runs again, twice at most.
 FUZZ_TARGETS := ./internal/kommohost:FuzzCheck ./internal/kommohost:FuzzBaseOf ./internal/webhook:FuzzVerify ./tasks:FuzzDecodeConnectAccount ./internal/bulk:FuzzReader ./internal/kommo:FuzzErrorBody ./internal/kommo:FuzzParseClaims ./internal/kommo:FuzzValidateSettings ./internal/kommo:FuzzWidget ./internal/kommo:FuzzInstalledAnswer ./internal/store:FuzzEncodeResult ./tasks:FuzzDecodeInstallWidget ./tasks:FuzzDecodeInstallFast ./internal/bulk:FuzzParseJSONLineFast ./tasks:FuzzNamesMatchTheirPatterns ./internal/seal:FuzzOpen ./cmd/enqueue:FuzzAccountLine ./cmd/enqueue:FuzzRedisURL
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
-		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+		for try in 1 2 3; do \
+			if $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then cat $$out; break; fi; \
+			cat $$out; \
+			if grep -q 'Failing input written to' $$out || ! grep -q 'context deadline exceeded' $$out || [ $$try = 3 ]; then exit 1; fi; \
+			echo "fuzz: $$fn: the coordinator's deadline race (go.dev/issue/75804), no input written: again"; \
+		done; \
 	done
 
 ## demo: the whole job in one process: embedded Redis, a Kommo sandbox with faults, 300 accounts
