@@ -65,8 +65,9 @@ func main() {
 // set: the heap may grow to five times what is live between collections
 // instead of Go's twice. A worker's live heap is small (the tasks in
 // flight), and at Go's default a busy one spent about a tenth of its CPU
-// collecting; 400 halves that for some tens of MiB (the bench's
-// worker_peak_rss_mib: 33 → 69 MiB at concurrency 500).
+// collecting; with 400 its CPU per install fell by about a tenth in the
+// bench's naive_ratio passes, for some tens of MiB (worker_peak_rss_mib:
+// 33 → 66–69 MiB at concurrency 500).
 const defaultGOGC = 400
 
 // gcPercent is the GC target the worker sets for its process: the
