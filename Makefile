@@ -54,7 +54,7 @@ demo:
 bench: build
 	./bin/widgetq-bench -bin bin -out bench/out
 
-## bench-short: the same scenarios with smaller counts (under 90 s)
+## bench-short: the same scenarios with smaller counts (about 90 s)
 bench-short: build
 	./bin/widgetq-bench -short -bin bin -out bench/out
 

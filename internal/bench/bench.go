@@ -65,7 +65,7 @@ type bench struct {
 // Run runs the scenarios that args select (see -help).
 func Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("widgetq-bench", flag.ContinueOnError)
-	short := fs.Bool("short", false, "smaller counts of the same scenarios (under 90 s)")
+	short := fs.Bool("short", false, "smaller counts of the same scenarios (about 90 s)")
 	bin := fs.String("bin", "bin", "folder with the worker, kommo-sandbox, enqueue and widgetq-bench binaries")
 	out := fs.String("out", "bench/out", "where results.json and the processes' logs go")
 	only := fs.String("only", "", "comma-separated scenario names to run (default all)")
@@ -102,6 +102,7 @@ func Run(ctx context.Context, args []string) error {
 		fn   func(context.Context) (Scenario, error)
 	}{
 		{"naive_ratio", b.naive},
+		{"naive_latency_ratio", b.naiveLatency},
 		{"overhead_ratio", b.overhead},
 		{"latency_efficiency", b.latency},
 		{"account_rate_efficiency", b.accountRate},

@@ -155,57 +155,112 @@ func floorRecordArgs(p tasks.InstallWidgetPayload) []any {
 // one after the other, three times; each handler's best rate. The target
 // is issue 17's.
 func (b *bench) naive(ctx context.Context) (Scenario, error) {
-	const conc = 50
-	accounts := b.pick(1000, 2000)
-	perAccount := b.pick(3, 5)
 	sc := Scenario{Name: "naive_ratio", Target: 0.8, Unit: "ratio"}
-	sbFlags := []string{"-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(perAccount)}
-	var ratios, wqRates, naiveRates, floorRates []float64
-	var wqCPU, naiveCPU, floorCPU []cpuUse
+	sp := naiveSpec{accounts: b.pick(1000, 2000), perAccount: b.pick(3, 5), conc: 50, floor: true}
+	r, err := b.naiveRounds(ctx, sp)
+	if err != nil {
+		return sc, err
+	}
+	// Each handler at its best of three: a ratio of one pair would let a
+	// slow moment of either side decide.
+	bw, bn, bf := best(r.wq), best(r.naive), best(r.floor)
+	bestWQ, bestNaive := r.wq[bw], r.naive[bn]
+	sc.Value = round(bestWQ / bestNaive)
+	sc.OK = sc.Value >= sc.Target
+	sc.Detail = map[string]any{"installs": sp.accounts * sp.perAccount, "concurrency": sp.conc, "ratios": roundAll(r.ratios),
+		"widgetq_installs_per_s": roundAll(r.wq), "naive_installs_per_s": roundAll(r.naive),
+		// What each handler's best pass cost per install, by process (the
+		// sandbox's and Redis's included) and Redis command.
+		"widgetq_per_install": r.wqCPU[bw], "naive_per_install": r.naiveCPU[bn],
+		// The naive handler plus two empty script calls per install through
+		// the worker's auto-pipeline: what widgetq's round trips alone
+		// cost, so the rest of the gap is the work in them.
+		"floor_installs_per_s": roundAll(r.floor), "floor_of_naive": round(r.floor[bf] / bestNaive), "floor_per_install": r.floorCPU[bf],
+		// widgetq against the floor: what its work costs once the round
+		// trips any Redis-backed design pays are on both sides.
+		"widgetq_of_floor": round(bestWQ / r.floor[bf])}
+	return sc, nil
+}
+
+// naiveLatency (information): naive_ratio where Kommo answers in 100 ms,
+// as the real one does at best, with concurrency 200 (the
+// latency_efficiency setting): what a user sees of the gap when the
+// requests' latency, not the CPU, decides the rate. Rates are wall-clock,
+// from the worker's start to the last install, for both handlers
+// (widgetq's template GET included).
+func (b *bench) naiveLatency(ctx context.Context) (Scenario, error) {
+	sc := Scenario{Name: "naive_latency_ratio", Unit: "ratio"}
+	sp := naiveSpec{accounts: b.pick(3000, 8000), perAccount: 1, conc: 200, latency: "100ms"}
+	r, err := b.naiveRounds(ctx, sp)
+	if err != nil {
+		return sc, err
+	}
+	bw, bn := best(r.wq), best(r.naive)
+	sc.Value = round(r.wq[bw] / r.naive[bn])
+	sc.OK = true
+	ceiling := float64(sp.conc) / 0.1
+	sc.Detail = map[string]any{"installs": sp.accounts, "concurrency": sp.conc, "kommo_latency_ms": 100, "ratios": roundAll(r.ratios),
+		"widgetq_installs_per_s": roundAll(r.wq), "naive_installs_per_s": roundAll(r.naive), "ceiling_per_s": ceiling,
+		"widgetq_of_ceiling": round(r.wq[bw] / ceiling), "naive_of_ceiling": round(r.naive[bn] / ceiling),
+		"widgetq_per_install": r.wqCPU[bw], "naive_per_install": r.naiveCPU[bn]}
+	return sc, nil
+}
+
+// naiveSpec is one side-by-side of widgetq's worker and the naive handler.
+type naiveSpec struct {
+	accounts, perAccount, conc int
+	latency                    string // the sandbox's -latency (empty: none)
+	floor                      bool   // also time the floor (NaiveWorker -empty-scripts)
+}
+
+// naiveResult is three rounds' rates and CPU per install of each handler.
+type naiveResult struct {
+	wq, naive, floor, ratios  []float64
+	wqCPU, naiveCPU, floorCPU []cpuUse
+}
+
+// naiveRounds times widgetq's worker, then the naive handler (then the
+// floor), three rounds, each on a fresh sandbox and queue.
+func (b *bench) naiveRounds(ctx context.Context, sp naiveSpec) (naiveResult, error) {
+	var res naiveResult
+	sbFlags := []string{"-rate", "-1", "-block-after", "-1", "-filler-widgets", strconv.Itoa(sp.perAccount)}
+	if sp.latency != "" {
+		sbFlags = append(sbFlags, "-latency", sp.latency)
+	}
 	for range 3 {
-		r, err := b.installs(ctx, runSpec{name: "naive-wq", accounts: accounts, codes: fillers(perAccount), settings: `{"note":"bench"}`,
-			sandbox: sbFlags, args: []string{"-concurrency", strconv.Itoa(conc), "-rate-per-account", "100000"}, enqueueFirst: true})
+		r, err := b.installs(ctx, runSpec{name: "naive-wq", accounts: sp.accounts, codes: fillers(sp.perAccount), settings: `{"note":"bench"}`,
+			sandbox: sbFlags, args: []string{"-concurrency", strconv.Itoa(sp.conc), "-rate-per-account", "100000"}, enqueueFirst: true})
 		if err != nil {
-			return sc, err
+			return res, err
 		}
 		if r.counts[store.StatusInstalled] != int64(r.total) {
-			return sc, fmt.Errorf("widgetq installed %d of %d", r.counts[store.StatusInstalled], r.total)
+			return res, fmt.Errorf("widgetq installed %d of %d", r.counts[store.StatusInstalled], r.total)
 		}
 		wqRate := float64(r.total) / r.dur.Seconds()
 		b.stopAll()
 
-		nRate, nCPU, err := b.naiveRun(ctx, accounts, perAccount, conc, sbFlags, false)
+		nRate, nCPU, err := b.naiveRun(ctx, sp.accounts, sp.perAccount, sp.conc, sbFlags, false)
 		if err != nil {
-			return sc, err
+			return res, err
 		}
 		b.stopAll()
+		fmt.Fprintf(b.log, "   widgetq %.0f/s: %s\n   naive   %.0f/s: %s\n", wqRate, r.cpu, nRate, nCPU)
+		res.wq, res.naive, res.ratios = append(res.wq, wqRate), append(res.naive, nRate), append(res.ratios, wqRate/nRate)
+		res.wqCPU, res.naiveCPU = append(res.wqCPU, r.cpu), append(res.naiveCPU, nCPU)
+		if !sp.floor {
+			continue
+		}
 		// The floor (information): the naive handler with two empty
 		// script calls shaped like widgetq's.
-		fRate, fCPU, err := b.naiveRun(ctx, accounts, perAccount, conc, sbFlags, true)
+		fRate, fCPU, err := b.naiveRun(ctx, sp.accounts, sp.perAccount, sp.conc, sbFlags, true)
 		if err != nil {
-			return sc, err
+			return res, err
 		}
 		b.stopAll()
-		fmt.Fprintf(b.log, "   widgetq %.0f/s: %s\n   naive   %.0f/s: %s\n   floor   %.0f/s: %s\n", wqRate, r.cpu, nRate, nCPU, fRate, fCPU)
-		wqRates, naiveRates, floorRates, ratios = append(wqRates, wqRate), append(naiveRates, nRate), append(floorRates, fRate), append(ratios, wqRate/nRate)
-		wqCPU, naiveCPU, floorCPU = append(wqCPU, r.cpu), append(naiveCPU, nCPU), append(floorCPU, fCPU)
+		fmt.Fprintf(b.log, "   floor   %.0f/s: %s\n", fRate, fCPU)
+		res.floor, res.floorCPU = append(res.floor, fRate), append(res.floorCPU, fCPU)
 	}
-	// Each handler at its best of three: a ratio of one pair would let a
-	// slow moment of either side decide.
-	bw, bn, bf := best(wqRates), best(naiveRates), best(floorRates)
-	bestWQ, bestNaive := wqRates[bw], naiveRates[bn]
-	sc.Value = round(bestWQ / bestNaive)
-	sc.OK = sc.Value >= sc.Target
-	sc.Detail = map[string]any{"installs": accounts * perAccount, "concurrency": conc, "ratios": roundAll(ratios),
-		"widgetq_installs_per_s": roundAll(wqRates), "naive_installs_per_s": roundAll(naiveRates),
-		// What each handler's best pass cost per install, by process (the
-		// sandbox's and Redis's included) and Redis command.
-		"widgetq_per_install": wqCPU[bw], "naive_per_install": naiveCPU[bn],
-		// The naive handler plus two empty script calls per install through
-		// the worker's auto-pipeline: what widgetq's round trips alone
-		// cost, so the rest of the gap is the work in them.
-		"floor_installs_per_s": roundAll(floorRates), "floor_of_naive": round(floorRates[bf] / bestNaive), "floor_per_install": floorCPU[bf]}
-	return sc, nil
+	return res, nil
 }
 
 // best is the index of the largest of rates (the first, on a tie).
