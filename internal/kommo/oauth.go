@@ -214,9 +214,17 @@ type RefreshingAuth struct {
 	// Current, when set, is the pair just read from Store: it saves the
 	// first load.
 	Current *Token
+	// RefreshStored says Store holds a refresh token though Current
+	// carries none (read without it: the single-use token stays out of
+	// the memory of every request that does not refresh). A Current
+	// about to expire is then refreshed, the token read under Lock as
+	// always.
+	RefreshStored bool
 
 	mu  sync.Mutex
 	cur *Token
+	// curRefreshStored is RefreshStored while cur is Current's copy.
+	curRefreshStored bool
 }
 
 func (a *RefreshingAuth) now() time.Time {
@@ -240,7 +248,7 @@ func (a *RefreshingAuth) AccessToken(ctx context.Context) (string, error) {
 	defer a.mu.Unlock()
 	if a.cur == nil && a.Current != nil {
 		cp := *a.Current
-		a.cur = &cp
+		a.cur, a.curRefreshStored = &cp, a.RefreshStored
 	}
 	if a.cur == nil {
 		t, err := a.Store.LoadToken(ctx)
@@ -249,7 +257,7 @@ func (a *RefreshingAuth) AccessToken(ctx context.Context) (string, error) {
 		}
 		a.cur = t
 	}
-	if a.cur != nil && a.cur.AccessToken != "" && (!a.cur.Expired(a.now(), a.leeway()) || a.cur.RefreshToken == "") {
+	if a.cur != nil && a.cur.AccessToken != "" && (!a.cur.Expired(a.now(), a.leeway()) || (a.cur.RefreshToken == "" && !a.curRefreshStored)) {
 		// Valid, or expired with no way to refresh: let Kommo judge it.
 		return a.cur.AccessToken, nil
 	}
@@ -282,7 +290,7 @@ func (a *RefreshingAuth) refreshLocked(ctx context.Context, rejected string) (st
 	}
 	if stored != nil && stored.AccessToken != "" && stored.AccessToken != rejected && !stored.Expired(a.now(), a.leeway()) {
 		// Another process refreshed while we waited for the lock.
-		a.cur = stored
+		a.cur, a.curRefreshStored = stored, false
 		return stored.AccessToken, nil
 	}
 	if stored == nil || stored.RefreshToken == "" {
@@ -305,6 +313,6 @@ func (a *RefreshingAuth) refreshLocked(ctx context.Context, rejected string) (st
 	if saveErr != nil {
 		return "", fmt.Errorf("store refreshed token: %w", saveErr)
 	}
-	a.cur = fresh
+	a.cur, a.curRefreshStored = fresh, false
 	return fresh.AccessToken, nil
 }

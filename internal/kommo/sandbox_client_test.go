@@ -407,6 +407,43 @@ func TestRefreshingAuthStoresTheNewPairBeforeUsingIt(t *testing.T) {
 	}
 }
 
+// TestRefreshingAuthWithACurrentReadWithoutItsRefreshToken: the worker
+// hands RefreshingAuth the pair it read with the task's state, without
+// the refresh token. RefreshStored says the store holds one: a token about
+// to expire is refreshed before the request, as with the whole pair;
+// without it there is nothing to refresh with, and the old token goes out
+// for Kommo to judge.
+func TestRefreshingAuthWithACurrentReadWithoutItsRefreshToken(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		refreshStored bool
+		wantSaves     int
+	}{{true, 1}, {false, 0}} {
+		t.Run(fmt.Sprintf("RefreshStored=%v", tc.refreshStored), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, sandbox.Config{RatePerSecond: -1, TokenLifetime: time.Hour})
+			log := &eventLog{}
+			store := &memStore{tok: kommo.Token{AccessToken: e.admin.AccessToken, RefreshToken: e.admin.RefreshToken, Expiry: e.admin.ExpiresAt}, log: log}
+			oauth := e.oauth()
+			oauth.HTTPClient = &http.Client{Transport: recordingTransport{log}}
+			auth := &kommo.RefreshingAuth{OAuth: oauth, BaseURL: e.base("alpha"), Store: store, Now: e.clk.Now,
+				Current: &kommo.Token{AccessToken: e.admin.AccessToken, Expiry: e.admin.ExpiresAt}, RefreshStored: tc.refreshStored}
+			c, _ := kommo.NewClient(e.base("alpha"), kommo.WithAuth(auth), kommo.WithHTTPClient(&http.Client{Transport: recordingTransport{log}}))
+			e.clk.Add(59*time.Minute + 30*time.Second) // within the leeway, not expired yet
+			if _, _, err := c.GetAccount(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if store.saves != tc.wantSaves {
+				t.Fatalf("%d refreshes stored, want %d", store.saves, tc.wantSaves)
+			}
+			sentOld := log.index("send "+e.admin.AccessToken) >= 0
+			if sentOld == tc.refreshStored {
+				t.Fatalf("the old access token sent: %v; events %d", sentOld, len(log.events))
+			}
+		})
+	}
+}
+
 func TestConcurrentRefreshesAcrossProcessesSpendTheTokenOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sandbox.Config{RatePerSecond: -1, TokenLifetime: time.Hour})

@@ -1,12 +1,15 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/widgetq/widgetq/internal/redistest"
+	"github.com/widgetq/widgetq/internal/seal"
 	"github.com/widgetq/widgetq/internal/store"
 )
 
@@ -45,24 +48,41 @@ func BenchmarkRecord(b *testing.B) {
 }
 
 // BenchmarkBegin is a task's first round trip: result, account, block
-// mark and the in-flight mark.
+// mark and the in-flight mark, for credentials with Kommo-sized tokens
+// (an access token, a JWT, of about 900 bytes; a refresh token of about
+// 700), stored plain and sealed.
 func BenchmarkBegin(b *testing.B) {
-	r := redistest.New(b)
-	prefix := redistest.Unique(b)
-	redistest.Forget(b, r.Client, prefix)
-	s := store.New(r.Client, prefix)
-	ctx := context.Background()
-	for i := int64(1); i <= 100; i++ {
-		_ = s.PutAccount(ctx, store.Account{ID: i, BaseURL: "https://a.kommo.com", AccessToken: "at"})
+	for _, sealed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("sealed=%v", sealed), func(b *testing.B) {
+			r := redistest.New(b)
+			prefix := redistest.Unique(b)
+			redistest.Forget(b, r.Client, prefix)
+			s := store.New(r.Client, prefix)
+			if sealed {
+				k, err := seal.New(bytes.Repeat([]byte{1}, seal.KeySize))
+				if err != nil {
+					b.Fatal(err)
+				}
+				s = s.WithKeys(k)
+			}
+			ctx := context.Background()
+			access, refresh := strings.Repeat("a", 900), strings.Repeat("r", 700)
+			for i := int64(1); i <= 100; i++ {
+				if err := s.PutAccount(ctx, store.Account{ID: i, BaseURL: "https://a.kommo.com", AccessToken: access, RefreshToken: refresh,
+					ExpiresAt: time.Now().Add(24 * time.Hour)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var n int64
+			b.ReportAllocs()
+			cpu := r.ServerCPU(b)
+			for b.Loop() {
+				n++
+				if _, err := s.Begin(ctx, n%100+1, "", "amo_asterisk", true); err != nil {
+					b.Fatal(err)
+				}
+			}
+			r.ReportServerCPU(b, cpu)
+		})
 	}
-	var n int64
-	b.ReportAllocs()
-	cpu := r.ServerCPU(b)
-	for b.Loop() {
-		n++
-		if _, err := s.Begin(ctx, n%100+1, "", "amo_asterisk", true); err != nil {
-			b.Fatal(err)
-		}
-	}
-	r.ReportServerCPU(b, cpu)
 }

@@ -408,9 +408,13 @@ func decodeResult(account int64, code string, m map[string]string) (*Result, err
 // TaskState is what a task needs to know before it runs: its result so
 // far, its account, and the account's block mark. Any may be nil.
 type TaskState struct {
-	Result  *Result
-	Account *Account
-	Block   *Block
+	Result *Result
+	// Account is the credentials without the refresh token: a task needs
+	// it only to refresh, and a refresh reads the pair afresh under the
+	// account's lock. RefreshStored says whether one is stored.
+	Account       *Account
+	RefreshStored bool
+	Block         *Block
 	// KommoPause is the pause on all Kommo traffic, when one is on.
 	KommoPause *KommoPause
 	// Part is what BeginWith's script part answered (nil: it did not run).
@@ -440,7 +444,9 @@ type ScriptPart struct {
 
 // beginLua reads a task's state, marks it in flight, and runs a part.
 // It reads only the fields decodeResult and decodeAccount use (HMGET, not
-// HGETALL: half the strings for Redis to convert and the worker to read).
+// HGETALL: half the strings for Redis to convert and the worker to read),
+// and of the refresh token only its length: the single-use token does not
+// travel with every task, nor is it opened for each.
 // KEYS: the result, the credentials, the block mark, the Kommo pause,
 // then the part's.
 // ARGV: the in-flight time (empty: no mark), how many keys are the part's,
@@ -448,6 +454,7 @@ type ScriptPart struct {
 var beginLua = `
 local res = redis.call('HMGET', KEYS[1], ` + luaList(beginResultFields) + `)
 local acct = redis.call('HMGET', KEYS[2], ` + luaList(beginAccountFields) + `)
+local rt = redis.call('HSTRLEN', KEYS[2], 'refresh_token')
 local m = redis.call('MGET', KEYS[3], KEYS[4])
 local blk, pause = m[1], m[2]
 if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'inflight', ARGV[1]) end
@@ -460,14 +467,15 @@ if part and acct[1] and not acct[` + strconv.Itoa(len(beginAccountFields)) + `] 
   for i = 3, #ARGV do A[#A + 1] = ARGV[i] end
   out = part(K, A)
 end
-return {res, acct, blk, pause, out}`
+return {res, acct, blk, pause, out, rt}`
 
 // beginResultFields are the result's fields decodeResult reads;
-// beginAccountFields the credentials' fields decodeAccount reads, the
-// base URL first and revoked_at last (the script tests both).
+// beginAccountFields the credentials' fields decodeAccount reads but the
+// refresh token, the base URL first and revoked_at last (the script tests
+// both).
 var (
 	beginResultFields  = []string{"status", "data", "enqueue_id", "task_id", "queue", "op", "integ", "queued_at", "created_at", "inflight"}
-	beginAccountFields = []string{"base_url", "access_token", "refresh_token", "expires_at", "updated_at", "revoked_at"}
+	beginAccountFields = []string{"base_url", "access_token", "expires_at", "updated_at", "revoked_at"}
 )
 
 // luaList is names as Lua string literals, comma-separated.
@@ -508,7 +516,7 @@ func (s *ResultStore) BeginWith(ctx context.Context, account int64, integ, code 
 	if err != nil {
 		return TaskState{}, redisErr("begin task", err)
 	}
-	if len(raw) != 5 {
+	if len(raw) != 6 {
 		return TaskState{}, fmt.Errorf("store: begin task: the script answered %d values", len(raw))
 	}
 	var st TaskState
@@ -519,6 +527,8 @@ func (s *ResultStore) BeginWith(ctx context.Context, account int64, integ, code 
 	}
 	if a, err := s.decodeAccount(account, integ, fieldMap(beginAccountFields, raw[1])); err == nil {
 		st.Account = a
+		n, _ := raw[5].(int64)
+		st.RefreshStored = n > 0
 	} else if !errors.Is(err, ErrNotFound) {
 		// Stored, but its tokens do not open with this process's keys.
 		return st, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -466,7 +467,8 @@ func TestBeginRunsItsPartOnlyWhenTheTaskMayReachKommo(t *testing.T) {
 // TestBeginReadsWhatTheReadersRead: Begin reads only the fields it
 // decodes; what it hands the worker is what Result and GetAccount read —
 // a queued mark, a recorded result, the in-flight mark, and every field of
-// the credentials (a field the script forgot would come back empty).
+// the credentials (a field the script forgot would come back empty) but
+// the refresh token, of which it says only whether one is stored.
 func TestBeginReadsWhatTheReadersRead(t *testing.T) {
 	t.Parallel()
 	r := redistest.New(t)
@@ -493,8 +495,12 @@ func TestBeginReadsWhatTheReadersRead(t *testing.T) {
 		if fmt.Sprintf("%+v", st.Result) != fmt.Sprintf("%+v", want) {
 			t.Errorf("%s: Begin read the result\n%+v\nResult reads\n%+v", step, st.Result, want)
 		}
-		if fmt.Sprintf("%+v", st.Account) != fmt.Sprintf("%+v", acct) || st.Account.RefreshToken != "rt" || !st.Account.ExpiresAt.Equal(exp) {
-			t.Errorf("%s: Begin read the account\n%+v\nGetAccount reads\n%+v", step, st.Account, acct)
+		if acct.RefreshToken != "rt" || st.Account.RefreshToken != "" || !st.RefreshStored {
+			t.Errorf("%s: the refresh token stored %q, Begin read %q and says stored: %v; want it not read, and stored", step, acct.RefreshToken, st.Account.RefreshToken, st.RefreshStored)
+		}
+		acct.RefreshToken = ""
+		if !reflect.DeepEqual(st.Account, acct) || !st.Account.ExpiresAt.Equal(exp) {
+			t.Errorf("%s: Begin read the account\n%#v\nGetAccount reads (but the refresh token)\n%#v", step, *st.Account, *acct)
 		}
 	}
 	if _, err := s.MarkQueued(ctx, store.Queued{Op: "install", Queue: "q", AccountID: 1, Code: "w", TaskID: "t1", EnqueueID: "e1", Integration: "acme"}); err != nil {
@@ -513,4 +519,11 @@ func TestBeginReadsWhatTheReadersRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	same("revoked")
+	// Credentials stored without a refresh token (a long-lived token).
+	if err := s.PutAccount(ctx, store.Account{ID: 2, BaseURL: "https://a.kommo.com", AccessToken: "at"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Begin(ctx, 2, "", "w", false); err != nil || st.Account == nil || st.Account.AccessToken != "at" || st.RefreshStored {
+		t.Fatalf("no refresh token stored: Begin read %v, says stored: %v (%v)", st.Account, st.RefreshStored, err)
+	}
 }

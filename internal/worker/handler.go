@@ -255,8 +255,11 @@ type attempt struct {
 	maxRetry   int
 	prev       *store.Result
 	acct       *store.Account
-	block      *store.Block
-	kommoPause *store.KommoPause
+	// refreshStored: the store holds a refresh token acct does not carry
+	// (the task's state is read without it).
+	refreshStored bool
+	block         *store.Block
+	kommoPause    *store.KommoPause
 	// outcome
 	status store.Status
 	widget *kommo.Widget
@@ -453,7 +456,7 @@ func (h *Handler) begin(ctx context.Context, op string, account int64, integ, co
 		// Redis is failing: a retry, not a verdict.
 		return nil, fmt.Errorf("%s: %w", ClassInternal, err)
 	}
-	a.prev, a.acct, a.block, a.kommoPause = st.Result, st.Account, st.Block, st.KommoPause
+	a.prev, a.acct, a.refreshStored, a.block, a.kommoPause = st.Result, st.Account, st.RefreshStored, st.Block, st.KommoPause
 	if st.Part != nil {
 		wait, err := rsv.Reserved(st.Part)
 		a.slot = &slot{at: time.Now().Add(wait), err: err}
@@ -500,7 +503,8 @@ func (h *Handler) client(ctx context.Context, a *attempt, acct *store.Account) (
 		}
 		auth = &kommo.RefreshingAuth{
 			OAuth: &oauth, BaseURL: acct.BaseURL, Store: accountTokens{h.st, acct.ID, a.integ}, Lock: h.st.RefreshLock(acct.ID, a.integ),
-			Current: &kommo.Token{AccessToken: acct.AccessToken, RefreshToken: acct.RefreshToken, Expiry: acct.ExpiresAt},
+			Current:       &kommo.Token{AccessToken: acct.AccessToken, RefreshToken: acct.RefreshToken, Expiry: acct.ExpiresAt},
+			RefreshStored: a.refreshStored,
 		}
 	}
 	return kommo.NewClient(acct.BaseURL, kommo.WithHTTPClient(hc), kommo.WithAuth(auth),

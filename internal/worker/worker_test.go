@@ -203,6 +203,43 @@ func TestInstallsEveryAccountOnce(t *testing.T) {
 	}
 }
 
+// TestATokenAboutToExpireIsRefreshedBeforeTheRequest: the task's state is
+// read without the refresh token; one stored still gets an access token
+// within a minute of its expiry refreshed before anything is sent (a 401
+// would mean the old one went out first).
+func TestATokenAboutToExpireIsRefreshedBeforeTheRequest(t *testing.T) {
+	t.Parallel()
+	e := setup(t, sandbox.Config{})
+	e.addAccounts(t, 1, 1)
+	ctx := context.Background()
+	a, err := e.st.GetAccount(ctx, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ExpiresAt = time.Now().Add(30 * time.Second) // within the refresh leeway
+	if err := e.st.PutAccount(ctx, *a); err != nil {
+		t.Fatal(err)
+	}
+	e.sb.ExpireAccessTokens("a1") // the old token would be answered 401
+	e.startWorker(t, worker.Config{}, ratelimit.Config{}, 2)
+	e.install(t, 1, sandbox.WidgetAsterisk, seed)
+	res := e.waitFinal(t, []key{{1, sandbox.WidgetAsterisk}}, 30*time.Second)
+	if r := res[key{1, sandbox.WidgetAsterisk}]; r.Status != store.StatusInstalled {
+		t.Fatalf("%+v %+v", r, r.LastError)
+	}
+	c := e.sb.Counters()
+	unauthorized := int64(0)
+	for _, byStatus := range c.Requests {
+		unauthorized += byStatus["401"]
+	}
+	if unauthorized != 0 || c.Total.Refreshes != 1 {
+		t.Fatalf("%d answers 401, %d refreshes; want the token refreshed once before any request (requests %v)", unauthorized, c.Total.Refreshes, c.Requests)
+	}
+	if b, _ := e.st.GetAccount(ctx, 1, ""); b.RefreshToken == a.RefreshToken || b.AccessToken == a.AccessToken {
+		t.Fatal("the refreshed pair was not stored")
+	}
+}
+
 func TestPermanentFailuresAfterOneAttempt(t *testing.T) {
 	t.Parallel()
 	e := setup(t, sandbox.Config{})
