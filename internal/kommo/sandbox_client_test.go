@@ -363,13 +363,21 @@ func TestOAuthExchangeAndRefresh(t *testing.T) {
 	}
 }
 
-func TestRefreshingAuthStoresTheNewPairBeforeUsingIt(t *testing.T) {
-	t.Parallel()
+// refreshEnv is a sandbox whose administrator's token lasts an hour, a
+// store holding that pair, and an OAuth config whose requests are logged.
+func refreshEnv(t *testing.T) (*env, *eventLog, *memStore, *kommo.OAuthConfig) {
+	t.Helper()
 	e := newEnv(t, sandbox.Config{RatePerSecond: -1, TokenLifetime: time.Hour})
 	log := &eventLog{}
 	store := &memStore{tok: kommo.Token{AccessToken: e.admin.AccessToken, RefreshToken: e.admin.RefreshToken, Expiry: e.admin.ExpiresAt}, log: log}
 	oauth := e.oauth()
 	oauth.HTTPClient = &http.Client{Transport: recordingTransport{log}}
+	return e, log, store, oauth
+}
+
+func TestRefreshingAuthStoresTheNewPairBeforeUsingIt(t *testing.T) {
+	t.Parallel()
+	e, log, store, oauth := refreshEnv(t)
 	auth := &kommo.RefreshingAuth{OAuth: oauth, BaseURL: e.base("alpha"), Store: store, Now: e.clk.Now}
 	c, _ := kommo.NewClient(e.base("alpha"), kommo.WithAuth(auth), kommo.WithHTTPClient(&http.Client{Transport: recordingTransport{log}}))
 	ctx := context.Background()
@@ -421,11 +429,7 @@ func TestRefreshingAuthWithACurrentReadWithoutItsRefreshToken(t *testing.T) {
 	}{{true, 1}, {false, 0}} {
 		t.Run(fmt.Sprintf("RefreshStored=%v", tc.refreshStored), func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, sandbox.Config{RatePerSecond: -1, TokenLifetime: time.Hour})
-			log := &eventLog{}
-			store := &memStore{tok: kommo.Token{AccessToken: e.admin.AccessToken, RefreshToken: e.admin.RefreshToken, Expiry: e.admin.ExpiresAt}, log: log}
-			oauth := e.oauth()
-			oauth.HTTPClient = &http.Client{Transport: recordingTransport{log}}
+			e, log, store, oauth := refreshEnv(t)
 			auth := &kommo.RefreshingAuth{OAuth: oauth, BaseURL: e.base("alpha"), Store: store, Now: e.clk.Now,
 				Current: &kommo.Token{AccessToken: e.admin.AccessToken, Expiry: e.admin.ExpiresAt}, RefreshStored: tc.refreshStored}
 			c, _ := kommo.NewClient(e.base("alpha"), kommo.WithAuth(auth), kommo.WithHTTPClient(&http.Client{Transport: recordingTransport{log}}))
